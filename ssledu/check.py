@@ -12,7 +12,7 @@ The checker runs the student's function on fresh seeded cases, compares with
 the package's reference and prints one short line: passed, failed with a hint
 (never the solution), or "not attempted yet" for a stub that is still empty
 (``NotImplementedError`` or a ``None`` result), so notebooks run headless.
-Teachers find worked solutions in ``chapters/solutions/solutions.py``.
+Teachers find worked solutions in ``chapters/solutions/chNN.py``.
 
 Each checker returns a :class:`CheckResult` (truthy when passed).
 """
@@ -218,71 +218,16 @@ def _evaluate(ex: Exercise, answer, rng: random.Random) -> CheckResult:
     return CheckResult(name, "passed", f"[pass] {name}: all {len(cases)} fresh cases agree with the reference", len(cases))
 
 
-# ---------------------------------------------------------------------------
-# Chapter 01: the self-supervised paradigm
-# ---------------------------------------------------------------------------
+# Exercises live in one module per chapter (ssledu/exercises/chNN.py); importing
+# them registers ``ssledu.check.<name>`` for each.
+def _load_exercises():
+    import importlib
+    import pkgutil
+
+    import ssledu.exercises as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
 
 
-def _ref_next_token_labels(ids):
-    """Inputs and targets for next-token prediction: (ids[:-1], ids[1:])."""
-    ids = list(ids)
-    return ids[:-1], ids[1:]
-
-
-def _cases_ids(rng: random.Random):
-    return [{"ids": [rng.randrange(7, 100) for _ in range(rng.randrange(2, 20))]}]
-
-
-register(
-    Exercise(
-        name="next_token_labels",
-        chapter="01",
-        description="return (inputs, targets) for next-token prediction on a list of token ids",
-        reference=_ref_next_token_labels,
-        cases=_cases_ids,
-        hint="the model reads every token but the last and predicts every token but the first",
-    )
-)
-
-
-def _ref_mlm_selected_positions(n_tokens: int, seed: int, p: float = 0.15):
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    chosen = torch.bernoulli(torch.full((n_tokens,), p), generator=g).bool()
-    return [i for i in range(n_tokens) if chosen[i]]
-
-
-def _cases_mlm_positions(rng: random.Random):
-    return [{"n_tokens": rng.randrange(5, 40), "seed": rng.randrange(10_000), "p": 0.15}]
-
-
-register(
-    Exercise(
-        name="mlm_selected_positions",
-        chapter="01",
-        description="positions an MLM with selection probability p picks, drawn like transformers' collator",
-        reference=_ref_mlm_selected_positions,
-        cases=_cases_mlm_positions,
-        hint="one Bernoulli(p) draw per position from torch.Generator().manual_seed(seed), "
-        "in a single call on a tensor of shape (n_tokens,)",
-    )
-)
-
-
-def _normalise_choice(x):
-    return str(x).strip().lower().strip("()").strip()
-
-
-register(
-    Exercise(
-        name="contrastive_needs_negatives",
-        chapter="01",
-        description="multiple choice: why does a contrastive objective need negatives?",
-        reference=lambda: "b",
-        compare=lambda got, exp: _normalise_choice(got) == exp
-        or "re-read the paragraph on collapse: what is the cheapest way to make all positives similar?",
-        hint="think of the trivial solution that maximises agreement between two views",
-        kind="answer",
-    )
-)
+_load_exercises()

@@ -7,17 +7,23 @@ import pytest
 
 import ssledu.check as check
 
-SOL_PATH = Path(__file__).resolve().parents[1] / "chapters" / "solutions" / "solutions.py"
+SOL_DIR = Path(__file__).resolve().parents[1] / "chapters" / "solutions"
 
 
-def _solutions():
-    spec = importlib.util.spec_from_file_location("course_solutions", SOL_PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+class _Solutions:
+    """Worked solutions and wrong answers gathered from chapters/solutions/chNN.py."""
+
+    def __init__(self):
+        self.SOLUTIONS, self.WRONG = {}, {}
+        for path in sorted(SOL_DIR.glob("ch[0-9][0-9].py")):
+            spec = importlib.util.spec_from_file_location(f"course_solutions_{path.stem}", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            self.SOLUTIONS.update(mod.SOLUTIONS)
+            self.WRONG.update(mod.WRONG)
 
 
-SOL = _solutions()
+SOL = _Solutions()
 NAMES = sorted(check.EXERCISES)
 
 

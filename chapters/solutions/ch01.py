@@ -1,4 +1,4 @@
-"""Worked solutions for the exercises, keyed by checker name (``ssledu.check.<name>``).
+"""Worked solutions for chapter 01's exercises, keyed by checker name (``ssledu.check.<name>``).
 
 ``SOLUTIONS[name]`` passes the checker; ``WRONG[name]`` is a plausible mistake that must fail.
 """

@@ -1,0 +1,1 @@
+"""Auto-checked exercises, one module per chapter (registered with ``ssledu.check``)."""
