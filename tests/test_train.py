@@ -1,0 +1,333 @@
+"""fit(): learning, schedule, safety (NaN, Ctrl-C), checkpoints and exact resume."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssledu import models, train
+
+V = 16  # vocabulary of the toy task
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run as fast on one thread, and a busy shared CPU makes two thrash."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def cycle_blocks(n=24, length=24):
+    """Rows of the cycle 0, 1, ..., V-1, 0, 1, ... at different phases: a learnable task."""
+    start = torch.arange(n) % V
+    return (start[:, None] + torch.arange(length)[None, :]) % V  # (n, L)
+
+
+def clm(examples):
+    x = torch.stack(examples)  # (B, L)
+    return {"input_ids": x, "labels": x}
+
+
+def noisy_clm(examples):
+    """Uses the global RNG (like random masking) so resume must restore RNG states."""
+    x = torch.stack(examples).clone()
+    flip = torch.rand(x.shape) < 0.1
+    x[flip] = torch.randint(0, V, (int(flip.sum()),))
+    return {"input_ids": x, "labels": x}
+
+
+def nano(dropout=0.0):
+    torch.manual_seed(1)
+    return models.gpt(V, "nano", dropout=dropout)
+
+
+def losses(history):
+    return [s["loss"] for s in history.steps]
+
+
+QUIET = dict(progress=False, live_plot=False)
+
+
+def test_fit_starts_at_ln_vocab_and_learns_the_cycle():
+    h = train.fit(nano(), cycle_blocks(), collate_fn=clm, batch_size=8, lr=3e-3, max_steps=40,
+                  warmup_steps=0, **QUIET)
+    first = h.steps[0]["loss"]
+    assert abs(first - math.log(V)) < 0.15  # uniform guess at init
+    assert h.final_loss < 0.3  # the next token is determined by the current one
+    assert h.stopped == "max_steps" and len(h.steps) == 40
+    df = h.to_frame()
+    assert list(df.columns[:5]) == ["step", "loss", "lr", "tokens_per_s", "elapsed_s"]
+    assert (df.elapsed_s.diff().dropna() > 0).all() and (df.tokens_per_s > 0).all()
+
+
+def test_lr_follows_warmup_then_cosine():
+    lr, warm, total = 1e-2, 4, 20
+    h = train.fit(nano(), cycle_blocks(), collate_fn=clm, batch_size=8, lr=lr, max_steps=total,
+                  warmup_steps=warm, **QUIET)
+    got = [s["lr"] for s in h.steps]
+    # step k uses the rate after k-1 scheduler steps (transformers' schedule: step 1 -> 0)
+    assert got[0] == 0.0 and got[1] == pytest.approx(lr / 4) and got[4] == pytest.approx(lr)
+    assert got[12] == pytest.approx(lr / 2)  # half way through the cosine
+    for k, value in enumerate(got):
+        ref = lr * (k / warm if k < warm else 0.5 * (1 + math.cos(math.pi * (k - warm) / (total - warm))))
+        assert value == pytest.approx(ref, abs=1e-12)
+        assert value == pytest.approx(train.cosine_lr(k, lr=lr, warmup_steps=warm, total_steps=total))
+    # default warmup: min(100, 5 % of the steps) = 2 here
+    h = train.fit(nano(), cycle_blocks(), collate_fn=clm, batch_size=8, lr=lr, max_steps=40, **QUIET)
+    assert [s["lr"] for s in h.steps[:3]] == pytest.approx([0.0, lr / 2, lr])
+
+
+def test_clock_schedule_reaches_zero_when_time_is_up():
+    f = train._ClockCosine(budget_s=100.0, warmup_steps=None)
+    f.elapsed_s = 1.0
+    assert f(0) == 0.2 and f(50) == 0.5  # warmup: 100 steps or 5 s, whichever first
+    f.elapsed_s = 5.0
+    assert f(60) == 1.0  # 5 % of the budget: warm
+    f.elapsed_s = 52.5
+    assert f(500) == pytest.approx(0.5)  # half of the remaining 95 s
+    f.elapsed_s = 100.0
+    assert f(900) == pytest.approx(0.0, abs=1e-12)
+    g = train._ClockCosine(budget_s=10.0, warmup_steps=4)
+    g.elapsed_s = 3.0
+    assert g(2) == 0.5 and g(4) == 1.0 and g.warm_end_s == 3.0
+
+
+def test_max_seconds_and_epochs_budgets():
+    h = train.fit(nano(), cycle_blocks(), collate_fn=clm, batch_size=8, max_seconds=0.3, **QUIET)
+    assert h.stopped == "max_seconds" and h.elapsed_s >= 0.3
+    h = train.fit(nano(), cycle_blocks(), collate_fn=clm, batch_size=8, epochs=2, **QUIET)
+    assert h.stopped == "epochs" and len(h.steps) == 6  # 24 rows / 8 = 3 steps per epoch
+    with pytest.raises(ValueError, match="max_steps"):
+        train.fit(nano(), cycle_blocks(), collate_fn=clm, **QUIET)
+
+
+def test_weight_decay_skips_biases_norms_and_optionally_embeddings():
+    model = models.bert(50, "nano")
+    decay, rest = train.param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and rest["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    exempt = {names[id(p)] for p in rest["params"]}
+    assert all(n.endswith("bias") or "LayerNorm" in n for n in exempt)
+    assert not any(n.endswith("bias") or "LayerNorm" in n for n in decayed)
+    assert "bert.encoder.layer.0.attention.self.query.weight" in decayed
+    assert "bert.embeddings.word_embeddings.weight" in decayed
+    n_all = sum(p.numel() for g in (decay, rest) for p in g["params"])
+    assert n_all == models.count_parameters(model)  # tied weights once, nothing lost
+    decay2, rest2 = train.param_groups(model, 0.1, decay_embeddings=False)
+    exempt2 = {names[id(p)] for p in rest2["params"]}
+    assert {"bert.embeddings.word_embeddings.weight",
+            "bert.embeddings.position_embeddings.weight"} <= exempt2
+
+
+def test_grad_accum_matches_one_big_batch():
+    a, b = nano(), nano()
+    ha = train.fit(a, cycle_blocks(), collate_fn=clm, batch_size=8, max_steps=3, warmup_steps=0,
+                   **QUIET)
+    hb = train.fit(b, cycle_blocks(), collate_fn=clm, batch_size=4, grad_accum=2, max_steps=3,
+                   warmup_steps=0, **QUIET)
+    for sa, sb in zip(ha.steps, hb.steps):  # same examples, same mean loss and gradient
+        assert sb["loss"] == pytest.approx(sa["loss"], rel=1e-5)
+        assert sb["grad_norm"] == pytest.approx(sa["grad_norm"], rel=1e-4)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, atol=2e-5, rtol=1e-4)
+
+
+def test_fit_equals_a_hand_written_loop():
+    """Same batches, AdamW groups, schedule and clipping: fit's losses are the loop's, bit for bit."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    data, steps, lr = cycle_blocks(), 7, 3e-3
+    h = train.fit(nano(), data, collate_fn=clm, batch_size=8, lr=lr, max_steps=steps,
+                  warmup_steps=2, clip_norm=0.5, shuffle=False, **QUIET)
+    model = nano()
+    model.train()
+    opt = torch.optim.AdamW(train.param_groups(model, 0.01), lr=lr, betas=(0.9, 0.95))
+    sched = get_cosine_schedule_with_warmup(opt, 2, steps)
+    ref = []
+    for k in range(steps):
+        rows = (k % 3) * 8
+        loss = model(**clm(list(data[rows : rows + 8]))).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        ref.append(loss.item())
+    assert losses(h) == ref
+
+
+def test_nan_loss_stops_naming_the_step():
+    calls = {"n": 0}
+
+    def loss_fn(model, batch):
+        calls["n"] += 1
+        loss = model(**batch).loss
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    model = nano()
+    with pytest.raises(FloatingPointError) as err:
+        train.fit(model, cycle_blocks(), collate_fn=clm, batch_size=8, max_steps=10,
+                  loss_fn=loss_fn, **QUIET)
+    msg = str(err.value)
+    assert "at step 3" in msg and "at step 2" in msg and "learning rate" in msg
+    assert len(err.value.history.steps) == 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad step never applied
+
+
+def test_interrupt_returns_the_history_so_far():
+    def stop_at_4(state):
+        if state.step == 4:
+            raise KeyboardInterrupt
+
+    model = nano()
+    h = train.fit(model, cycle_blocks(), collate_fn=clm, batch_size=8, max_steps=10,
+                  callbacks=[stop_at_4], **QUIET)
+    assert h.stopped == "interrupted" and [s["step"] for s in h.steps] == [1, 2, 3, 4]
+    assert model(**clm(list(cycle_blocks()[:2]))).loss.isfinite()  # the model still works
+
+
+def test_callback_can_stop_and_eval_runs_on_schedule():
+    seen = []
+
+    def stop_when_low(state):
+        seen.append(state.event)
+        if state.event == "eval" and state.last_eval["val_loss"] < 1.0:
+            state.stop = True
+
+    h = train.fit(nano(), cycle_blocks(), collate_fn=clm, eval_data=cycle_blocks(8), batch_size=8,
+                  lr=3e-3, max_steps=60, eval_every=5, warmup_steps=0, callbacks=[stop_when_low],
+                  **QUIET)
+    assert h.stopped == "callback" and h.best_val_loss < 1.0
+    assert [e["step"] for e in h.evals] == list(range(5, h.steps[-1]["step"] + 1, 5))
+    assert "eval" in seen and seen.count("step") == len(h.steps)
+    assert h.evals[-1]["wall_s"] >= h.evals[-1]["elapsed_s"] > 0
+
+
+def test_evaluation_is_repeatable_and_leaves_training_randomness_alone():
+    data = cycle_blocks()
+    model = nano(dropout=0.1)
+    v1 = train.evaluate(model, data, collate_fn=noisy_clm, batch_size=8)
+    v2 = train.evaluate(model, data, collate_fn=noisy_clm, batch_size=8)
+    assert v1 == v2  # same random corruption each time, no dropout
+    kw = dict(collate_fn=noisy_clm, batch_size=8, max_steps=6, **QUIET)
+    plain = train.fit(nano(dropout=0.1), data, **kw)
+    with_eval = train.fit(nano(dropout=0.1), data, eval_data=data, eval_every=2, **kw)
+    assert losses(plain) == losses(with_eval)
+
+
+@pytest.mark.parametrize("own_loader", [True, False], ids=["fit-loader", "user-DataLoader"])
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, own_loader):
+    data = cycle_blocks(20)  # 3 batches of 8 per epoch (last one short): epochs roll over
+
+    def source():
+        if own_loader:
+            return data
+        return torch.utils.data.DataLoader(list(data), batch_size=8, shuffle=True, collate_fn=noisy_clm)
+
+    kw = dict(collate_fn=noisy_clm, batch_size=8, max_steps=10, seed=3, **QUIET)
+    full = train.fit(nano(dropout=0.1), source(), **kw)
+
+    def interrupt(state):
+        if state.step == 5:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "run"
+    part = train.fit(nano(dropout=0.1), source(), checkpoint_dir=ckpt, callbacks=[interrupt], **kw)
+    assert part.stopped == "interrupted" and len(part.steps) == 5
+    fresh = models.gpt(V, "nano", dropout=0.1)  # different init: weights come from the checkpoint
+    resumed = train.fit(fresh, source(), resume_from=ckpt, **kw)
+    assert resumed.stopped == "max_steps"
+    assert [s["step"] for s in resumed.steps] == list(range(1, 11))
+    assert losses(resumed) == losses(full)  # bit for bit on the CPU
+    assert losses(full)[5] != losses(full)[4]
+
+
+def test_checkpoint_round_trip_is_atomic(tmp_path, monkeypatch):
+    from transformers import GPT2LMHeadModel
+
+    ckpt = tmp_path / "ckpt"
+    model = nano()
+    h = train.fit(model, cycle_blocks(), collate_fn=clm, batch_size=8, max_steps=4,
+                  checkpoint_dir=ckpt, checkpoint_every=2, **QUIET)
+    assert Path(h.checkpoint) == ckpt
+    assert (ckpt / "model.safetensors").exists() and (ckpt / "trainer_state.pt").exists()
+    loaded = GPT2LMHeadModel.from_pretrained(ckpt)
+    for (name, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(p, q), name
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 4 and len(state["history"]["steps"]) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary folders left
+
+    # a crash while writing the next checkpoint leaves the previous one whole
+    def broken_save(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        train.fit(nano(), cycle_blocks(), collate_fn=clm, batch_size=8, max_steps=2,
+                  checkpoint_dir=ckpt, **QUIET)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert torch.load(ckpt / "trainer_state.pt", weights_only=True)["step"] == 4
+
+
+def test_live_plot_only_in_a_notebook(monkeypatch):
+    import IPython.display
+
+    shown = []
+
+    class Handle:
+        def __init__(self):
+            self.updates = 0
+
+        def update(self, obj):
+            self.updates += 1
+
+    def fake_display(obj, display_id=False):
+        shown.append((obj, display_id))
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    assert not train._in_notebook()  # pytest is a terminal
+    train.fit(nano(), cycle_blocks(), collate_fn=clm, batch_size=8, max_steps=3, progress=False)
+    assert shown == []
+    monkeypatch.setattr(train, "_in_notebook", lambda: True)
+    train.fit(nano(), cycle_blocks(), collate_fn=clm, batch_size=8, max_steps=3, progress=False)
+    assert len(shown) == 1 and shown[0][1] is True  # one figure, updated in place
+
+
+def test_a_batch_without_labels_says_what_to_do():
+    with pytest.raises(ValueError, match="collate_fn that adds labels"):
+        train.fit(nano(), cycle_blocks(), batch_size=8, max_steps=2, **QUIET)
+    assert train._count_tokens({"input_ids": torch.ones(2, 5), "attention_mask":
+                                torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])}) == 8
+    assert train._count_tokens({"input_ids": torch.ones(2, 5)}) == 10
+
+
+def test_bench_throughput_table_runs_offline(capsys):
+    import json
+
+    from ssledu import bench
+
+    code = bench.main(["--presets", "nano", "--objectives", "mlm,clm,denoise", "--steps", "2",
+                       "--batch-size", "4", "--seq-len", "16", "--no-overhead", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    rows = {r["objective"]: r for r in out["throughput"]}
+    assert rows["mlm"]["model"] == "BertForMaskedLM" and rows["denoise"]["model"].startswith("Bart")
+    assert all(r["tokens_per_s"] > 0 and r["batch"] == "4x16" for r in rows.values())
+
+
+def test_bench_target_skips_cleanly_without_the_data(tmp_path, monkeypatch, capsys):
+    from ssledu import bench
+
+    monkeypatch.setenv("SSLEDU_DATA_DIR", str(tmp_path))
+    assert bench.main(["--target", "shakespeare-char", "--data", str(tmp_path / "none.txt")]) == 2
+    assert "not found" in capsys.readouterr().err
+    windows = bench._Windows(torch.arange(10), 4)
+    assert len(windows) == 6 and windows[5].tolist() == [5, 6, 7, 8]
