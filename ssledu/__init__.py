@@ -136,7 +136,8 @@ def _device_line(device) -> str:
         bf16 = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return f"device: cuda:{idx} ({props.name}, {props.total_memory / 2**30:.0f} GiB, {bf16})"
     if device.type == "cpu":
-        return f"device: cpu ({torch.get_num_threads()} threads)"
+        n = torch.get_num_threads()
+        return f"device: cpu ({n} thread{'' if n == 1 else 's'})"
     return f"device: {device}"
 
 
