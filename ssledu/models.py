@@ -284,7 +284,10 @@ def describe(model) -> str:
     encoder-decoders show ``"2+2 layers"``.
     """
     cfg = model.config
-    get = lambda *names: next((getattr(cfg, n) for n in names if getattr(cfg, n, None)), None)  # noqa: E731
+
+    def get(*names):  # the first of a config's names for the same quantity
+        return next((getattr(cfg, n) for n in names if getattr(cfg, n, None)), None)
+
     if getattr(cfg, "is_encoder_decoder", False) and hasattr(cfg, "encoder_layers"):
         layers = f"{cfg.encoder_layers}+{cfg.decoder_layers}"
     else:

@@ -52,8 +52,9 @@ class History:
     ``steps``: dicts with ``step`` (1-based optimizer step), ``loss`` (mean over the steps
     since the previous record), ``lr`` (the rate that step used), ``tokens_per_s``,
     ``elapsed_s`` (training seconds so far, evaluation excluded), ``grad_norm`` (before
-    clipping) and any metrics a ``loss_fn`` returned. ``evals``: dicts with ``step``, ``val_loss``, ``elapsed_s``,
-    ``wall_s`` (seconds since the start, evaluation included) and ``eval_fn`` metrics.
+    clipping) and any metrics a ``loss_fn`` returned. ``evals``: dicts with ``step``,
+    ``val_loss``, ``elapsed_s``, ``wall_s`` (seconds since the start, evaluation included)
+    and ``eval_fn`` metrics.
     ``stopped``: why training ended ("max_steps", "max_seconds", "epochs",
     "interrupted", "callback"). ``checkpoint``: the last folder written, if any.
     """
@@ -100,7 +101,9 @@ class History:
         return fig
 
     def __repr__(self) -> str:
-        fmt = lambda x: "None" if x is None else f"{x:.4f}"  # noqa: E731
+        def fmt(x):
+            return "None" if x is None else f"{x:.4f}"
+
         return (
             f"History({len(self.steps)} logged steps, final_loss={fmt(self.final_loss)}, "
             f"best_val_loss={fmt(self.best_val_loss)}, stopped={self.stopped!r})"
@@ -534,7 +537,8 @@ class _LivePlot:
     def __init__(self, every_s: float = 2.0):
         from IPython.display import display
 
-        self.every_s, self.last = every_s, 0.0
+        self.base_s = self.every_s = every_s
+        self.last = 0.0
         self.handle = display(self._image(History()), display_id=True)
 
     @staticmethod
@@ -550,9 +554,12 @@ class _LivePlot:
     def update(self, history: History, force: bool = False):
         now = time.perf_counter()
         if force or now - self.last >= self.every_s:
-            self.last = now
             if self.handle is not None:
                 self.handle.update(self._image(history))
+            done = time.perf_counter()
+            # Drawing costs ~0.1 s: keep it under ~2 % of the run even on a slow machine.
+            self.every_s = max(self.base_s, 50 * (done - now))
+            self.last = done
 
 
 # --- checkpoints -----------------------------------------------------------------------

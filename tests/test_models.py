@@ -152,7 +152,8 @@ def test_overrides_map_onto_each_config():
 def test_describe_and_count_parameters():
     m = models.bert(100, "nano")
     n = models.count_parameters(m)
-    assert models.describe(m) == f"BertForMaskedLM nano: 2 layers x 2 heads, d=64, {n / 1e6:.2f}M params, sdpa"
+    expected = f"BertForMaskedLM nano: 2 layers x 2 heads, d=64, {n / 1e6:.2f}M params, sdpa"
+    assert models.describe(m) == expected
     assert "2+2 layers" in models.describe(models.bart(100, attn="eager"))
     m.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     assert models.count_parameters(m) == n - 100 * 64

@@ -104,6 +104,26 @@ def test_max_seconds_and_epochs_budgets():
         train.fit(nano(), cycle_blocks(), collate_fn=clm, **QUIET)
 
 
+def test_each_epoch_is_a_fresh_seeded_shuffle():
+    def order(seed, epochs=2):
+        seen = []
+
+        def recording(examples):
+            seen.extend(int(x[0]) for x in examples)  # rows are told apart by their first id
+            return clm(examples)
+
+        data = torch.arange(24)[:, None] + torch.zeros(1, 4, dtype=torch.long)  # row i = [i]*4
+        train.fit(models.gpt(24, "nano"), data, collate_fn=recording, batch_size=8,
+                  epochs=epochs, seed=seed, **QUIET)
+        return [seen[i : i + 24] for i in range(0, len(seen), 24)]
+
+    first, second = order(seed=0)
+    assert sorted(first) == sorted(second) == list(range(24))  # every example once per epoch
+    assert first != second and first != list(range(24))  # reshuffled, not in file order
+    assert order(seed=0) == [first, second]  # the seed decides the order
+    assert order(seed=1)[0] != first
+
+
 def test_weight_decay_skips_biases_norms_and_optionally_embeddings():
     model = models.bert(50, "nano")
     decay, rest = train.param_groups(model, 0.1)
