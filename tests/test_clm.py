@@ -250,6 +250,70 @@ def test_generate_matches_model_generate_greedy_and_sampling(gpt):
     assert not gpt.training
 
 
+
+def test_sliding_generate_reads_the_last_n_positions_like_a_cropping_loop():
+    model = tiny_gpt(n_positions=8, seed=2)
+    prompt = torch.tensor([[BOS, 7, 8]])
+    ours = clm.generate(model, prompt, 12, greedy=True, sliding=True)
+    assert ours.shape == (1, 15)
+    ids = prompt
+    with torch.no_grad():
+        for _ in range(12):  # nanoGPT: crop to the context, take the last position's argmax
+            nxt = model(input_ids=ids[:, -8:]).logits[:, -1].argmax(-1)
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+    assert torch.equal(ours, ids)
+    # within the context it is the cached loop; a prompt longer than the context works too
+    assert torch.equal(ours[:, :8], clm.generate(model, prompt, 5, greedy=True))
+    long = clm.generate(model, ids, 3, greedy=True, sliding=True)
+    assert torch.equal(long[:, :15], ids) and long.shape == (1, 18)
+    with pytest.raises(ValueError, match="sliding=True"):
+        clm.generate(model, prompt, 12, greedy=True)
+
+
+
+def test_suppressed_ids_are_never_generated_and_match_model_generate(gpt):
+    prompt = torch.tensor([[BOS, 7, 8, 9]])
+    greedy = clm.generate(gpt, prompt, 10, greedy=True)
+    banned = sorted(set(greedy[0, 4:].tolist()))  # everything the model chose greedily
+    out = clm.generate(gpt, prompt, 10, greedy=True, suppress_ids=banned)
+    assert not set(out[0, 4:].tolist()) & set(banned)
+    common = dict(max_new_tokens=10, eos_token_id=None, pad_token_id=PAD,
+                  attention_mask=torch.ones_like(prompt), suppress_tokens=banned)
+    assert torch.equal(out, gpt.generate(prompt, do_sample=False, **common))
+    torch.manual_seed(4)
+    ours = clm.generate(gpt, prompt, 10, temperature=1.5, top_p=0.9, suppress_ids=banned)
+    torch.manual_seed(4)
+    ref = gpt.generate(prompt, do_sample=True, temperature=1.5, top_k=0, top_p=0.9, **common)
+    assert torch.equal(ours, ref)
+    # a model sure of one token must pick another when that token is suppressed
+    sure = clm.generate(_Scripted([9]), torch.tensor([[BOS]]), 3, seed=0, use_cache=False,
+                        suppress_ids=[9])
+    assert 9 not in sure[0].tolist()
+
+
+class _WindowSum(torch.nn.Module):
+    """Predicts (sum of the ids it reads up to t) mod V: every token of the window counts."""
+
+    def __init__(self, n_positions):
+        super().__init__()
+        self.config = GPT2Config(n_positions=n_positions)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None, **kw):
+        assert input_ids.shape[1] <= self.config.n_positions, "read past the context"
+        target = input_ids.cumsum(dim=1) % V  # (B, L)
+        return CausalLMOutput(logits=F.one_hot(target, V).float() * 10)
+
+
+def test_sliding_generate_drops_exactly_the_tokens_before_the_window():
+    model = _WindowSum(n_positions=4)
+    out = clm.generate(model, torch.tensor([BOS, 7]), 6, greedy=True, use_cache=False, sliding=True)
+    expected = [BOS, 7]
+    for _ in range(6):
+        expected.append(sum(expected[-4:]) % V)
+    assert out.tolist() == expected
+
+
 class _Scripted(torch.nn.Module):
     """Emits a fixed next token per sequence: row b always predicts script[b]."""
 

@@ -522,3 +522,70 @@ def test_bad_input_messages(wp):
         mlm.mlm_collator(wp, strategy="whole_word")([[CLS, 9, SEP]])
     with pytest.raises(ValueError, match="strategy"):
         mlm.mlm_collator(wp, strategy="span")
+
+
+# ------------------------------------------------------------------ cloze scores
+
+
+class _CountMasks(torch.nn.Module):
+    """A stand-in model whose prediction everywhere is the number of [MASK]s in its row."""
+
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.config = BertConfig(vocab_size=vocab_size, max_position_embeddings=64)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None):
+        B, L = input_ids.shape
+        n = (input_ids == MASK).sum(dim=1)  # (B,)
+        logits = torch.zeros(B, L, self.vocab_size)
+        logits[torch.arange(B), :, n] = 10.0
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=logits)
+
+
+def test_cloze_scores_mask_one_token_or_one_whole_word(wp):
+    texts = ["unbelievable things happen", "extraordinary circumstances demand the fox"]
+    enc = wp(texts)
+    pieces = []
+    for t in range(len(texts)):
+        w = enc.word_ids(t)
+        pieces += [w.count(x) for x in w]
+    assert max(pieces) >= 3, "the vocabulary must split some words into several pieces"
+    model = _CountMasks(len(wp))
+    tokens = mlm.cloze_scores(model, wp, texts, batch_size=3)
+    words = mlm.cloze_scores(model, wp, texts, whole_words=True, batch_size=4)
+    n = sum(len(x) for x in enc["input_ids"])
+    for out in (tokens, words):
+        assert all(len(v) == n for v in out.values())
+        assert out["target"] == [i for x in enc["input_ids"] for i in x]
+        assert out["position"] == [i for x in enc["input_ids"] for i in range(len(x))]
+        assert out["pieces"] == pieces
+    assert tokens["predicted"] == [1] * n, "token masking hides exactly one token per copy"
+    assert words["predicted"] == pieces, "whole-word masking hides every piece of the word"
+
+
+def test_cloze_scores_equal_a_manual_forward_pass(word_tok):
+    torch.manual_seed(0)
+    model = BertForMaskedLM(tiny_config(len(word_tok)))
+    model.train()
+    texts = ["d0 s1 w0 w1", "d2 s0 w0"]
+    out = mlm.cloze_scores(model, word_tok, texts, batch_size=2)
+    assert model.training, "the training mode is restored"
+    model.eval()
+    ids = word_tok(texts[0], add_special_tokens=False)["input_ids"]
+    row = torch.tensor([[CLS, *ids, SEP]])
+    row[0, 3] = MASK  # the third token of the first text
+    with torch.no_grad():
+        logp = model(input_ids=row).logits[0, 3].log_softmax(-1)
+    assert out["log_prob"][2] == pytest.approx(logp[ids[2]].item(), abs=1e-5)
+    assert out["predicted"][2] == int(logp.argmax())
+    assert out["correct"] == [p == t for p, t in zip(out["predicted"], out["target"])]
+    assert out["text"] == [0, 0, 0, 0, 1, 1, 1]
+    small = BertForMaskedLM(tiny_config(len(word_tok), max_position_embeddings=5))
+    with pytest.raises(ValueError, match="at most 5"):
+        mlm.cloze_scores(small, word_tok, texts)
+    with pytest.raises(TypeError, match="list of strings"):
+        mlm.cloze_scores(model, word_tok, "d0 s1")

@@ -404,3 +404,131 @@ def test_permutation_lm_example_matches_transformers_collator(tokenizer):
     assert n_targets > 0
     with pytest.raises(ValueError, match="even"):
         px.permutation_lm_example(ids[:-1], tokenizer)
+
+
+# ---------------------------------------------------------------- scoring helpers
+
+def test_position_scores_match_the_models_own_loss(tokenizer):
+    model = tiny_bert("sdpa", vocab_size=len(tokenizer), cls=BertForMaskedLM, seed=3)
+    ids = torch.tensor([tokenizer("the cat sat on the mat .")["input_ids"],
+                        tokenizer("a dog ran to the red ball")["input_ids"]])
+    batch = px.prefix_lm_batch(ids, prefix_lengths=[2, 4])
+    model.train()  # position_scores must switch dropout off itself
+    out = px.position_scores(model, batch)
+    assert model.training
+    scored = batch["labels"] != -100
+    assert torch.equal(out["scored"], scored)
+    assert torch.isnan(out["nll"][~scored]).all() and not torch.isnan(out["nll"][scored]).any()
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = model(**batch).loss
+    ref = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["labels"].clamp(min=0), reduction="none")
+    assert torch.allclose(out["nll"][scored], ref[scored], atol=1e-5)
+    assert abs(out["nll"][scored].mean().item() - loss.item()) < 1e-5  # the model's loss is their mean
+    assert torch.equal(out["correct"], (logits.argmax(-1) == batch["labels"]) & scored)
+
+
+def test_blank_each_blanks_one_position_per_row():
+    out = px.blank_each(torch.tensor([5, 9, 8, 7]), [1, 3], mask_token_id=4)
+    assert out["input_ids"].tolist() == [[5, 4, 8, 7], [5, 9, 8, 4]]
+    assert out["labels"].tolist() == [[-100, 9, -100, -100], [-100, -100, -100, 7]]
+    with pytest.raises(ValueError, match="positions must lie"):
+        px.blank_each(torch.tensor([5, 9]), [2], 4)
+
+
+def _brute_blank_nlls(texts, text, visible=None):
+    """p(w_i | the other visible words) by summing over every story of World.tiny()."""
+    stories = [(t.split(), p) for t, p in texts.items()]
+    words = text.split()
+    k = len(words) if visible is None else visible
+    if visible is None:  # the whole story is seen, so its length is known
+        stories = [(w, p) for w, p in stories if len(w) == k]
+    prefixes = {}
+    for w, p in stories:  # total probability of the stories that start with each k-word prefix
+        key = tuple(w[:k])
+        prefixes[key] = prefixes.get(key, 0.0) + p
+    vocab = {w for ws, _ in stories for w in ws}
+    out = []
+    for i in range(k):
+        seen = tuple(words[:k])
+        den = sum(prefixes.get(seen[:i] + (c,) + seen[i + 1:], 0.0) for c in vocab)
+        out.append(-math.log(prefixes[seen] / den))
+    return out
+
+
+def test_blank_nlls_equal_brute_force_on_the_tiny_world():
+    from ssledu.data import toyworld
+
+    world = toyworld.World.tiny()
+    texts = toyworld.enumerate_texts(world)
+    picks = sorted(texts)[::60]  # 7 stories of different shapes
+    for text in picks:
+        n = len(text.split())
+        assert np.allclose(px.blank_nlls(text, world), _brute_blank_nlls(texts, text), atol=1e-9)
+        k = n // 2
+        assert np.allclose(px.blank_nlls(text, world, visible=k), _brute_blank_nlls(texts, text, k), atol=1e-9)
+
+
+def test_blank_nlls_are_zero_exactly_at_copy_positions():
+    from ssledu.data import toyworld
+
+    hidden_by_left = 0
+    for text in toyworld.generate_texts(20, seed=4):
+        full, left = px.blank_nlls(text), toyworld.word_nlls(text)[:-1]
+        for i, kind in enumerate(toyworld.position_kinds(text)):
+            if kind != "free":  # forced by the left (backward) or by the rest of the story (forward)
+                assert full[i] == 0.0, (text, i, kind)
+            if kind == "forward_copy":
+                hidden_by_left += left[i] > 0.5
+    assert hidden_by_left > 20  # ... while a left-to-right reader is unsure there
+    with pytest.raises(ValueError, match="visible must be in"):
+        px.blank_nlls("we see one shape .", visible=9)
+    with pytest.raises(ValueError, match="cannot produce"):
+        px.blank_nlls("we see one shapes")
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_leak_test_function_passes_every_kind_and_catches_leaks(attn):
+    V = 24
+    model = tiny_bert(attn, V, cls=BertForMaskedLM)  # an LM head: hidden_states come from the encoder
+    ids = torch.randint(5, V, (7,), generator=torch.Generator().manual_seed(5))
+    for kind in KINDS:
+        mask = make_mask(kind, torch.ones(1, 7), torch.tensor([3]))
+        res = px.leak_test(model, ids, mask)
+        assert res["ok"] and res["leaks"] == [] and res["deaf"] == [], (attn, kind)
+        assert torch.equal(res["allowed"], px.allowed(mask)[0])
+        assert torch.equal(res["change"] > 0, res["allowed"])
+    # an off-by-one prefix mask (j <= P) lets every prefix position see token P: caught
+    i = torch.arange(7)
+    bad = (i[None, :] <= i[:, None]) | (i[None, :] <= 3)
+    leaky = torch.zeros(7, 7).masked_fill(~bad, torch.finfo(torch.float32).min)[None, None]
+    assert px.leak_test(model, ids, leaky)["ok"]  # the model honours the mask it is given ...
+    res = px.leak_test(model, ids, leaky, expected=px.prefix_mask(torch.ones(1, 7), 3))
+    assert not res["ok"] and res["leaks"] == [(0, 3), (1, 3), (2, 3)]  # ... which lets P - 1 = 2 see its target
+    # a boolean mask leaks under eager attention only
+    boolean = px.allowed(px.causal_mask(torch.ones(1, 7)))[:, None]
+    res = px.leak_test(model, ids, boolean)
+    if attn == "eager":
+        assert not res["ok"] and (0, 6) in res["leaks"]
+    else:
+        assert res["ok"]
+    with pytest.raises(ValueError, match=r"\(1, 1, L, L\)"):
+        px.leak_test(model, ids, px.causal_mask(torch.ones(2, 7)))
+    model.train()
+    px.leak_test(model, ids, px.causal_mask(torch.ones(1, 7)))
+    assert model.training
+
+
+def test_mixture_can_replace_every_selected_token_by_mask(tokenizer):
+    ids = torch.tensor([tokenizer("the cat sat on the mat . a dog ran to the red ball .")["input_ids"]] * 64)
+    seen = {}
+    for mrp, rrp in [(1.0, 0.0), (0.8, 0.1)]:
+        mix = px.UniLMMixture(("bidirectional",), seed=0, tokenizer=tokenizer, mlm_probability=0.3,
+                              mask_replace_prob=mrp, random_replace_prob=rrp)
+        batch = mix(ids)
+        sel = batch["labels"] != -100
+        assert torch.equal(batch["labels"][sel], ids[sel])
+        seen[mrp] = (batch["input_ids"][sel] == tokenizer.mask_token_id).float().mean().item()
+    assert seen[1.0] == 1.0  # every selected token is [MASK]: no position predicts a visible token
+    assert 0.7 < seen[0.8] < 0.9  # BERT's 80/10/10

@@ -361,6 +361,8 @@ def generate(
     generator: torch.Generator | None = None,
     seed: int | None = None,
     use_cache: bool = True,
+    sliding: bool = False,
+    suppress_ids: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Continue ``input_ids`` token by token: the sampling loop written out.
 
@@ -374,6 +376,13 @@ def generate(
         is used, so ``torch.manual_seed(s)`` reproduces ``model.generate`` draws.
     use_cache: feed only the newest token and reuse the keys/values of earlier ones
         (``past_key_values``); False recomputes the whole sequence each step.
+    sliding: allow text longer than the model's context (``n_positions``): each step reads
+        only the last ``n_positions`` tokens, as nanoGPT's ``generate`` crops its input.
+        Once the window slides, the cache no longer applies and every step recomputes the
+        window. False (default) raises when prompt + max_new_tokens exceeds the context.
+    suppress_ids: token ids never to generate (e.g. the special tokens of a character
+        model): their logits become -inf before temperature and filtering, as with
+        ``model.generate(suppress_tokens=...)``.
 
     Returns the prompt followed by the new tokens, (L + n) or (B, L + n), n <= max_new_tokens.
     """
@@ -388,15 +397,19 @@ def generate(
             "Start from [BOS] for an empty prompt"
         )
     limit = _model_context(model)
-    if limit is not None and ids.shape[1] + max_new_tokens > limit:
+    if limit is not None and ids.shape[1] + max_new_tokens > limit and not sliding:
         raise ValueError(
             f"prompt ({ids.shape[1]}) + max_new_tokens ({max_new_tokens}) exceeds the model's "
-            f"context of {limit} positions; shorten the prompt or generate fewer tokens"
+            f"context of {limit} positions; shorten the prompt, generate fewer tokens, or pass "
+            "sliding=True to read only the last positions"
         )
     device = _model_device(model)
     ids = ids.to(device)
     if generator is None and seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
+    suppress = None
+    if suppress_ids is not None and len(suppress_ids) > 0:
+        suppress = torch.as_tensor(list(suppress_ids), dtype=torch.long, device=device)
 
     was_training = model.training
     model.eval()
@@ -405,7 +418,10 @@ def generate(
     try:
         for _ in range(max_new_tokens):
             mask = torch.ones_like(ids)  # (B, L) no padding: a generated [PAD] is a real token
-            if use_cache:
+            if limit is not None and ids.shape[1] > limit:  # sliding: the last `limit` tokens
+                window = ids[:, -limit:]  # (B, limit)
+                out = model(input_ids=window, attention_mask=torch.ones_like(window))
+            elif use_cache:
                 out = model(
                     input_ids=step_input, attention_mask=mask, past_key_values=past, use_cache=True
                 )
@@ -413,6 +429,8 @@ def generate(
             else:
                 out = model(input_ids=ids, attention_mask=mask)
             logits = out.logits[:, -1].float()  # (B, V) the distribution of the next token
+            if suppress is not None:
+                logits = logits.index_fill(-1, suppress, float("-inf"))  # out of place
             nxt = sample_next(
                 logits,
                 temperature=temperature,

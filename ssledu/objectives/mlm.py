@@ -12,11 +12,13 @@ bit for bit (same draws in the same order).
 
 Also here: whole-word masking, BERT's exact-count masking, next-sentence (NSP) and
 sentence-order (SOP) pairs, the combined pretraining loss, a seeded collator for
-``ssledu.train.fit``, and the metrics a chapter reports (masked accuracy, fill-mask).
+``ssledu.train.fit``, and the metrics a chapter reports (masked accuracy, fill-mask,
+cloze scores with one token or one word masked at a time).
 
 Sources: Devlin et al. 2019, "BERT" (15 %, 80/10/10, NSP, ``create_pretraining_data.py``
 for the exact count and pair truncation); Lan et al. 2020, "ALBERT" (SOP);
-transformers 5 ``DataCollatorForLanguageModeling`` (draw order).
+transformers 5 ``DataCollatorForLanguageModeling`` (draw order); Salazar et al. 2020,
+"Masked Language Model Scoring" (pseudo-log-likelihood).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ __all__ = [
     "pretraining_loss",
     "masked_accuracy",
     "fill_mask",
+    "cloze_scores",
 ]
 
 IGNORE_INDEX = -100  # label value that torch's cross_entropy skips
@@ -767,3 +770,91 @@ def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[list[tuple[str, f
         list(zip(tokenizer.convert_ids_to_tokens(idx.tolist()), p.tolist()))
         for p, idx in zip(top.values.cpu(), top.indices.cpu())
     ]
+
+
+def cloze_scores(model, tokenizer, texts, *, whole_words: bool = False, batch_size: int = 64) -> dict:
+    """Mask each token of each text in turn and score the model's guess with the rest in view.
+
+    Every text becomes "[CLS] text [SEP]"; each of its tokens gets its own copy of the
+    sequence in which only that token is [MASK]. With ``whole_words=True`` every piece of
+    the token's word is masked in that copy, so a word cut into pieces cannot be read off
+    its own other pieces (each piece is still scored). Unlike random masking this scores
+    every position exactly once; the sum of ``log_prob`` over a text is its
+    pseudo-log-likelihood (Salazar et al. 2020).
+
+    texts: list of str. The model runs in eval mode without gradients (mode restored),
+    ``batch_size`` copies per forward pass. Returns a dict of equal-length lists, one entry
+    per token of every text, in order: "text" (index into texts), "position" (token index
+    in the text, 0 = the first token after [CLS]), "word" (word index from the tokenizer),
+    "pieces" (tokens in that word), "target" and "predicted" (ids, argmax over the
+    vocabulary), "correct" (bool), "log_prob" (log p(target | visible tokens), nats).
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings; wrap a single text in a list")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+    texts = list(texts)
+    mask_id = _mask_token_id(tokenizer)
+    cls_id, sep_id = _special_id(tokenizer, "cls_token"), _special_id(tokenizer, "sep_token")
+    max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    enc = tokenizer(texts, add_special_tokens=False)
+    keys = ("text", "position", "word", "pieces", "target", "predicted", "correct", "log_prob")
+    out = {k: [] for k in keys}
+    copies = []  # (row ids, the positions in the row to score, their record indices)
+    for t, ids in enumerate(enc["input_ids"]):
+        if max_pos is not None and len(ids) + 2 > max_pos:
+            raise ValueError(
+                f"text {t} is {len(ids) + 2} tokens with [CLS]/[SEP] but the model takes at most "
+                f"{max_pos} (config.max_position_embeddings); shorten or drop it"
+            )
+        word_ids = [w if w is not None else -1 - i for i, w in enumerate(enc.word_ids(t))]
+        members: dict[int, list[int]] = {}
+        for i, w in enumerate(word_ids):
+            members.setdefault(w, []).append(i)
+        units = list(members.values()) if whole_words else [[i] for i in range(len(ids))]
+        for unit in units:
+            row = [cls_id, *ids, sep_id]
+            records = []
+            for i in unit:
+                row[i + 1] = mask_id
+                records.append(len(out["text"]))
+                out["text"].append(t)
+                out["position"].append(i)
+                out["word"].append(max(word_ids[i], -1))
+                out["pieces"].append(len(members[word_ids[i]]))
+                out["target"].append(int(ids[i]))
+            copies.append((row, [i + 1 for i in unit], records))
+    n = len(out["text"])
+    out["predicted"], out["correct"], out["log_prob"] = [0] * n, [False] * n, [0.0] * n
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(copies), batch_size):
+                chunk = copies[start : start + batch_size]
+                L = max(len(row) for row, _, _ in chunk)
+                input_ids = torch.full((len(chunk), L), pad_id, dtype=torch.long)  # (B, L)
+                attention_mask = torch.zeros((len(chunk), L), dtype=torch.long)  # (B, L)
+                for b, (row, _, _) in enumerate(chunk):
+                    input_ids[b, : len(row)] = torch.tensor(row)
+                    attention_mask[b, : len(row)] = 1
+                result = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
+                logits = getattr(result, "logits", None)
+                if logits is None:  # BertForPreTraining
+                    logits = result.prediction_logits  # (B, L, V)
+                b_idx = [b for b, (_, pos, _) in enumerate(chunk) for _ in pos]
+                p_idx = [p for _, pos, _ in chunk for p in pos]
+                logp = logits[b_idx, p_idx].float().log_softmax(dim=-1).cpu()  # (N, V)
+                records = [r for _, _, recs in chunk for r in recs]
+                targets = torch.tensor([out["target"][r] for r in records])  # (N,)
+                predicted = logp.argmax(dim=-1)
+                picked = logp.gather(1, targets[:, None]).squeeze(1)  # (N,)
+                for j, r in enumerate(records):
+                    out["predicted"][r] = int(predicted[j])
+                    out["correct"][r] = bool(predicted[j] == targets[j])
+                    out["log_prob"][r] = float(picked[j])
+    finally:
+        model.train(was_training)
+    return out

@@ -27,6 +27,8 @@ uniform in [1, L-1]); Yang et al. 2019 (XLNet, permutation LM).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -39,10 +41,14 @@ __all__ = [
     "right_to_left_mask",
     "build_mask",
     "allowed",
+    "leak_test",
     "prefix_lm_batch",
     "unilm_batch",
     "UniLMMixture",
     "prefix_generate",
+    "position_scores",
+    "blank_each",
+    "blank_nlls",
     "permutation_lm_example",
 ]
 
@@ -233,6 +239,54 @@ def allowed(mask: torch.Tensor) -> torch.Tensor:
     return m > torch.finfo(m.dtype).min / 2  # (B, L, L)
 
 
+@torch.no_grad()
+def leak_test(model, input_ids, attention_mask, *, expected=None) -> dict:
+    """Perturbation test of a mask: replace each token j in turn and see which positions move.
+
+    model: any transformers encoder or LM that accepts ``output_hidden_states=True``
+    (BertModel, BertForMaskedLM, GPT2LMHeadModel, ...). input_ids: (L,) or (1, L);
+    attention_mask: the (1, 1, L, L) mask the model is given, e.g. from this module (or a
+    boolean one, to see the eager trap). expected: the visibility you intend, as a mask of
+    the same shape (default: ``attention_mask`` itself, which tests its enforcement; pass
+    the right mask to test a hand-made one). The L variants run in ONE batch, in eval mode
+    (restored afterwards). Returns dict: change (L, L) float, ``change[i, j]`` = max |change
+    of the last hidden state of query i| when token j is replaced; allowed (L, L) bool, the
+    expected visibility; leaks: the (i, j) pairs that changed although blocked; deaf:
+    allowed pairs that did not change at all; ok: no leak and no deaf pair.
+    """
+    ids = torch.as_tensor(input_ids).long().reshape(1, -1)  # (1, L)
+    L = ids.size(1)
+    mask = torch.as_tensor(attention_mask)
+    if mask.shape != (1, 1, L, L):
+        raise ValueError(
+            f"attention_mask must be one example's (1, 1, L, L) mask with L = {L}; got shape "
+            f"{tuple(mask.shape)}. Build it with prefix.build_mask(kind, torch.ones(1, L), ...)"
+        )
+    vocab = int(model.config.vocab_size)
+    first = 7 if vocab > 8 else 0  # replace with ordinary words, past the special tokens, when there are some
+    batch = ids.repeat(L + 1, 1)  # row 0 unchanged, row 1 + j with token j replaced
+    j = torch.arange(L)
+    batch[1 + j, j] = first + (ids[0] - first + 1) % (vocab - first)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(input_ids=batch.to(device), attention_mask=mask.expand(L + 1, 1, L, L).to(device),
+                    output_hidden_states=True)
+    finally:
+        model.train(was_training)
+    h = out.hidden_states[-1].float().cpu()  # (L + 1, L, d)
+    change = (h[1:] - h[:1]).abs().amax(-1).T  # (L query i, L replaced key j)
+    if expected is not None and torch.as_tensor(expected).shape != (1, 1, L, L):
+        raise ValueError(f"expected must have shape (1, 1, {L}, {L}) like attention_mask; "
+                         f"got {tuple(torch.as_tensor(expected).shape)}")
+    ok = allowed(torch.as_tensor(mask if expected is None else expected).cpu())[0]  # (L, L)
+    moved = change > 0
+    leaks = [tuple(x) for x in (moved & ~ok).nonzero().tolist()]
+    deaf = [tuple(x) for x in (~moved & ok).nonzero().tolist()]
+    return {"change": change, "allowed": ok, "leaks": leaks, "deaf": deaf, "ok": not leaks and not deaf}
+
+
 # --------------------------------------------------------------------------
 # batches
 # --------------------------------------------------------------------------
@@ -342,6 +396,8 @@ def unilm_batch(
     *,
     tokenizer=None,
     mlm_probability: float = 0.15,
+    mask_replace_prob: float = 0.8,
+    random_replace_prob: float = 0.1,
     separator_id: int | None = None,
     generator: torch.Generator | None = None,
     dtype=torch.float32,
@@ -349,7 +405,8 @@ def unilm_batch(
     """One UniLM batch of the given mask ``kind`` for a shared BERT-style network.
 
     "bidirectional": BERT masking via ``ssledu.objectives.mlm.mask_tokens`` (needs
-    ``tokenizer``), labels at the masked positions. "causal" / "prefix" / "seq2seq":
+    ``tokenizer``; 80/10/10 by default, ``mask_replace_prob=1.0, random_replace_prob=0.0``
+    turns every selected token into [MASK]), labels at the selected positions. "causal" / "prefix" / "seq2seq":
     next-token labels as in ``prefix_lm_batch`` (causal = every position, prefix =
     random split, seq2seq = split after ``separator_id``). "right_to_left": position i
     predicts token i - 1. Returns dict(input_ids, attention_mask (B, 1, L, L), labels).
@@ -361,8 +418,8 @@ def unilm_batch(
         from ssledu.objectives.mlm import mask_tokens
 
         # ensure_one: a batch with no selected token would give a NaN loss
-        out = mask_tokens(ids, tokenizer, mlm_probability=mlm_probability, generator=generator,
-                          ensure_one=True)
+        out = mask_tokens(ids, tokenizer, mlm_probability=mlm_probability, mask_replace_prob=mask_replace_prob,
+                          random_replace_prob=random_replace_prob, generator=generator, ensure_one=True)
         labels = out["labels"].masked_fill(~am, IGNORE_INDEX)
         return {"input_ids": out["input_ids"], "attention_mask": bidirectional_mask(am, dtype=dtype),
                 "labels": labels}
@@ -396,7 +453,8 @@ class UniLMMixture:
     """
 
     def __init__(self, kinds=("bidirectional", "causal", "prefix"), weights=None, *, seed: int = 0,
-                 tokenizer=None, mlm_probability: float = 0.15, separator_id: int | None = None,
+                 tokenizer=None, mlm_probability: float = 0.15, mask_replace_prob: float = 0.8,
+                 random_replace_prob: float = 0.1, separator_id: int | None = None,
                  pad_id: int | None = None, dtype=torch.float32):
         kinds = tuple(kinds)
         if not kinds:
@@ -415,6 +473,7 @@ class UniLMMixture:
             )
         self.kinds, self.weights = kinds, (w / w.sum()).tolist()
         self.tokenizer, self.mlm_probability, self.separator_id = tokenizer, mlm_probability, separator_id
+        self.mask_replace_prob, self.random_replace_prob = mask_replace_prob, random_replace_prob
         if pad_id is None:
             pad_id = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = 0 if pad_id is None else int(pad_id)
@@ -453,6 +512,7 @@ class UniLMMixture:
         ids, am = self._collate(examples)
         kind = self.sample_kind()
         return unilm_batch(kind, ids, am, tokenizer=self.tokenizer, mlm_probability=self.mlm_probability,
+                           mask_replace_prob=self.mask_replace_prob, random_replace_prob=self.random_replace_prob,
                            separator_id=self.separator_id, generator=self._data_gen, dtype=self.dtype)
 
 
@@ -523,6 +583,124 @@ def prefix_generate(
     finally:
         model.train(was_training)
     return ids[0] if squeeze else ids
+
+
+# --------------------------------------------------------------------------
+# scoring: next-token and MLM-style, with toyworld's exact floors
+# --------------------------------------------------------------------------
+
+@torch.no_grad()
+def position_scores(model, batch: dict) -> dict:
+    """Per-position loss and accuracy of a non-shifting model (BertForMaskedLM) on a batch.
+
+    batch: dict with input_ids (B, L), attention_mask ((B, 1, L, L) additive or (B, L)) and
+    labels (B, L), -100 = not scored: the output of ``prefix_lm_batch``, ``unilm_batch`` or
+    ``blank_each``. The logits at position i are scored against ``labels[i]`` (no shift).
+    Runs in eval mode (restored afterwards). Returns dict of (B, L) tensors on the CPU:
+    nll (nats, NaN where not scored), correct (argmax == label), scored (bool).
+    """
+    labels = torch.as_tensor(batch["labels"])
+    if labels.dim() != 2:
+        raise ValueError(f"labels must have shape (B, L); got {tuple(labels.shape)}")
+    param = next(model.parameters())
+    inputs = {k: torch.as_tensor(batch[k]).to(param.device) for k in ("input_ids", "attention_mask")
+              if k in batch}
+    if inputs["attention_mask"].is_floating_point() and param.dtype.is_floating_point:
+        inputs["attention_mask"] = inputs["attention_mask"].to(param.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(**inputs).logits.float().cpu()  # (B, L, V)
+    finally:
+        model.train(was_training)
+    scored = labels != IGNORE_INDEX  # (B, L)
+    safe = labels.clamp(min=0)
+    logp = torch.log_softmax(logits, dim=-1)
+    nll = -logp.gather(-1, safe[..., None]).squeeze(-1)  # (B, L)
+    nll = nll.masked_fill(~scored, float("nan"))
+    correct = (logits.argmax(-1) == labels) & scored
+    return {"nll": nll, "correct": correct, "scored": scored}
+
+
+def blank_each(input_ids, positions, mask_token_id: int) -> dict:
+    """MLM-style scoring of one sequence: one copy per position, with that token -> [MASK].
+
+    input_ids: (L,); positions: the indices to blank out, one row each. Returns dict
+    input_ids (n, L) and labels (n, L) (the original token at the blank, -100 elsewhere).
+    Pair it with a bidirectional mask to score every word with the whole sequence in
+    view (the pseudo-log-likelihood of Salazar et al. 2020), or with a prefix mask to
+    score blanks inside a prompt with the prompt alone in view.
+    """
+    ids = torch.as_tensor(input_ids).long()
+    if ids.dim() != 1:
+        raise ValueError(f"input_ids must be one sequence of shape (L,); got {tuple(ids.shape)}")
+    pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
+    if bool(((pos < 0) | (pos >= ids.numel())).any()):
+        raise ValueError(f"positions must lie in [0, {ids.numel() - 1}]; got {pos.tolist()}")
+    rows = torch.arange(pos.numel())
+    out = ids.repeat(pos.numel(), 1)  # (n, L)
+    labels = torch.full_like(out, IGNORE_INDEX)
+    labels[rows, pos] = ids[pos]
+    out[rows, pos] = mask_token_id
+    return {"input_ids": out, "labels": labels}
+
+
+def _story_logprob(words, world, complete: bool) -> float:
+    """log p of ``words`` as a whole story (with its end) or as the start of one; -inf if impossible."""
+    from ssledu.data import toyworld
+
+    if complete:
+        try:
+            return -float(sum(toyworld.word_nlls(words, world)))
+        except ValueError:
+            return -math.inf
+    lp = 0.0
+    for t, w in enumerate(words):  # O(n^2), fine for prompts of a few dozen words
+        p = toyworld.next_word_distribution(words[:t], world).get(w, 0.0)
+        if p == 0.0:
+            return -math.inf
+        lp += math.log(p)
+    return lp
+
+
+def blank_nlls(text, world=None, *, visible: int | None = None) -> list[float]:
+    """Exact floor of MLM-style scoring on toyworld: -log p(word i | the other visible words).
+
+    text: a toyworld story, or the start of one (string or list of words). visible: how
+    many words the model sees, a prefix view in which the story's end is unknown; None =
+    the whole story, end included (``text`` must then be complete).
+    For each word i < visible, p(w_i = c | rest) is p(text with c at i) normalised over
+    every word c the process allows there: one blank hides one word and keeps the length,
+    as one [MASK] per word does with a word-level tokenizer. Returns ``visible`` floats (nats).
+    """
+    from ssledu.data import toyworld
+
+    words = text.split() if isinstance(text, str) else list(text)
+    n = len(words)
+    complete = visible is None  # the whole story, its end included
+    if complete:
+        visible = n
+    elif not 0 <= visible <= n:
+        raise ValueError(f"visible must be in [0, {n}] (the number of words); got {visible}")
+    seen = words[:visible]
+    if _story_logprob(words if complete else seen, world, complete) == -math.inf:
+        raise ValueError(f"toyworld cannot produce this text: {' '.join(seen)!r}")
+    out = []
+    for i in range(visible):
+        options = toyworld.next_word_distribution(seen[:i], world)
+        logps = {}
+        for c in options:
+            if c == toyworld.EOS:
+                continue
+            alt = list(words if complete else seen)
+            alt[i] = c
+            lp = _story_logprob(alt, world, complete)
+            if lp > -math.inf:
+                logps[c] = lp
+        top = max(logps.values())
+        log_z = top + math.log(sum(math.exp(v - top) for v in logps.values()))
+        out.append(log_z - logps[words[i]])
+    return out
 
 
 # --------------------------------------------------------------------------
