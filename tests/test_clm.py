@@ -251,15 +251,15 @@ def test_generate_matches_model_generate_greedy_and_sampling(gpt):
 
 
 
-def test_sliding_generate_reads_the_last_n_positions_like_a_cropping_loop():
+def test_sliding_generate_matches_a_cropping_loop_and_the_cached_loop():
     model = tiny_gpt(n_positions=8, seed=2)
     prompt = torch.tensor([[BOS, 7, 8]])
     ours = clm.generate(model, prompt, 12, greedy=True, sliding=True)
     assert ours.shape == (1, 15)
     ids = prompt
     with torch.no_grad():
-        for _ in range(12):  # nanoGPT: crop to the context, take the last position's argmax
-            nxt = model(input_ids=ids[:, -8:]).logits[:, -1].argmax(-1)
+        for _ in range(12):  # crop to the trained positions (context - 1), take the argmax
+            nxt = model(input_ids=ids[:, -7:]).logits[:, -1].argmax(-1)
             ids = torch.cat([ids, nxt[:, None]], dim=1)
     assert torch.equal(ours, ids)
     # within the context it is the cached loop; a prompt longer than the context works too
@@ -291,6 +291,17 @@ def test_suppressed_ids_are_never_generated_and_match_model_generate(gpt):
     assert 9 not in sure[0].tolist()
 
 
+
+def test_training_on_full_blocks_never_trains_the_last_position():
+    # Why sliding generation keeps n_positions - 1 tokens: nothing follows the last token of
+    # a block, so its prediction has no loss and its position embedding gets no gradient.
+    model = tiny_gpt(n_positions=8).train()
+    blocks = torch.randint(7, V, (4, 8), generator=torch.Generator().manual_seed(0))
+    model(**clm.causal_lm_batch(blocks, pad_id=PAD)).loss.backward()
+    grad = model.transformer.wpe.weight.grad  # (8, d)
+    assert grad[7].abs().max() == 0 and grad[:7].abs().amax(-1).min() > 0
+
+
 class _WindowSum(torch.nn.Module):
     """Predicts (sum of the ids it reads up to t) mod V: every token of the window counts."""
 
@@ -305,12 +316,12 @@ class _WindowSum(torch.nn.Module):
         return CausalLMOutput(logits=F.one_hot(target, V).float() * 10)
 
 
-def test_sliding_generate_drops_exactly_the_tokens_before_the_window():
+def test_sliding_generate_reads_exactly_the_last_context_minus_one_tokens():
     model = _WindowSum(n_positions=4)
     out = clm.generate(model, torch.tensor([BOS, 7]), 6, greedy=True, use_cache=False, sliding=True)
     expected = [BOS, 7]
-    for _ in range(6):
-        expected.append(sum(expected[-4:]) % V)
+    for _ in range(6):  # never more than 3 = n_positions - 1 tokens: the last position is untrained
+        expected.append(sum(expected[-3:]) % V)
     assert out.tolist() == expected
 
 

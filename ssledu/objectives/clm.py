@@ -376,10 +376,14 @@ def generate(
         is used, so ``torch.manual_seed(s)`` reproduces ``model.generate`` draws.
     use_cache: feed only the newest token and reuse the keys/values of earlier ones
         (``past_key_values``); False recomputes the whole sequence each step.
-    sliding: allow text longer than the model's context (``n_positions``): each step reads
-        only the last ``n_positions`` tokens, as nanoGPT's ``generate`` crops its input.
-        Once the window slides, the cache no longer applies and every step recomputes the
-        window. False (default) raises when prompt + max_new_tokens exceeds the context.
+    sliding: allow text longer than the model's context (``n_positions``): once the text
+        is that long, each step reads only its last ``n_positions - 1`` tokens (nanoGPT's
+        ``generate`` crops its input the same way). One less than the context, because a
+        model trained with ``labels = input_ids`` on blocks of ``n_positions`` tokens never
+        learns a prediction at its last position (no token follows it in the block); the
+        ``sliding=False`` limit below never reads that position either. Once the window
+        slides, the cache no longer applies and every step recomputes the window.
+        False (default) raises when prompt + max_new_tokens exceeds the context.
     suppress_ids: token ids never to generate (e.g. the special tokens of a character
         model): their logits become -inf before temperature and filtering, as with
         ``model.generate(suppress_tokens=...)``.
@@ -418,8 +422,8 @@ def generate(
     try:
         for _ in range(max_new_tokens):
             mask = torch.ones_like(ids)  # (B, L) no padding: a generated [PAD] is a real token
-            if limit is not None and ids.shape[1] > limit:  # sliding: the last `limit` tokens
-                window = ids[:, -limit:]  # (B, limit)
+            if limit is not None and ids.shape[1] >= limit:  # sliding: the last limit - 1 tokens
+                window = ids[:, 1 - limit :]  # (B, limit - 1)
                 out = model(input_ids=window, attention_mask=torch.ones_like(window))
             elif use_cache:
                 out = model(
