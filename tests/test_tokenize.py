@@ -230,3 +230,31 @@ def test_realistic_shakespeare():
     assert chars_per_token["char"] == pytest.approx(1.0, abs=0.01)
     assert chars_per_token["bpe"] > 2.5 and chars_per_token["wordpiece"] > 2.5
     assert chars_per_token["word"] > 4.0
+
+
+def test_wordpiece_ids_follow_string_order_and_do_not_change_tokenization():
+    # The raw WordPiece trainer numbers pieces of equal frequency in a different order from run
+    # to run (seen on pydocs: 2 of 3 runs gave the same pieces with different ids), so
+    # train_tokenizer renumbers the learned pieces in string order. (Which pieces tie at the
+    # vocabulary cut-off can still change between runs: that is the trainer's.)
+    import random
+
+    from tokenizers import Tokenizer, models
+
+    texts = TEXTS * 3 + ["unbelievably quick zebras zigzag", "zebra crossings are unbelievable"]
+    ours = train_tokenizer(texts, "wordpiece", vocab_size=60)
+    vocab = ours.get_vocab()
+    learned = sorted((i, t) for t, i in vocab.items() if t not in SPECIAL_TOKENS)
+    assert [t for _, t in learned] == sorted(t for _, t in learned)
+    assert [i for i, _ in learned] == list(range(len(SPECIAL_TOKENS), len(vocab)))
+
+    # Any other numbering of the same pieces tokenizes every text identically.
+    pieces = [t for _, t in learned]
+    random.Random(0).shuffle(pieces)
+    shuffled = {s: i for i, s in enumerate(SPECIAL_TOKENS)}
+    shuffled.update((t, len(SPECIAL_TOKENS) + i) for i, t in enumerate(pieces))
+    other = Tokenizer(models.WordPiece(shuffled, unk_token="[UNK]", continuing_subword_prefix="##"))
+    other.normalizer = ours.backend_tokenizer.normalizer
+    other.pre_tokenizer = ours.backend_tokenizer.pre_tokenizer
+    for t in texts:
+        assert ours.tokenize(t) == other.encode(t).tokens

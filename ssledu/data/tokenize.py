@@ -165,6 +165,15 @@ def _trained_tokenizer(kind, texts, n_learned, min_frequency, lowercase):
     if kind == "word" and lowercase:
         tok.normalizer = normalizers.Lowercase()
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    if kind == "wordpiece":
+        # The trainer numbers pieces of equal frequency in an arbitrary order that changes from
+        # run to run, and with it every model trained on the ids. WordPiece encodes by longest
+        # match, whatever the ids, so renumbering the learned pieces in string order changes no
+        # tokenization and makes the ids reproducible.
+        learned = sorted(t for t in tok.get_vocab() if t not in SPECIAL_TOKENS)
+        vocab = {s: i for i, s in enumerate(SPECIAL_TOKENS)}
+        vocab.update((t, len(SPECIAL_TOKENS) + i) for i, t in enumerate(learned))
+        tok.model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")
     return tok
 
 
