@@ -14,7 +14,7 @@ from ssledu.objectives import prefix as px
 KINDS = ("bidirectional", "causal", "prefix", "seq2seq", "right_to_left")
 
 
-# ---------------------------------------------------------------- fixtures / helpers
+# ---------------------------------------------------------------- fixtures and shared functions
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -406,7 +406,7 @@ def test_permutation_lm_example_matches_transformers_collator(tokenizer):
         px.permutation_lm_example(ids[:-1], tokenizer)
 
 
-# ---------------------------------------------------------------- scoring helpers
+# ---------------------------------------------------------------- scoring
 
 def test_position_scores_match_the_models_own_loss(tokenizer):
     model = tiny_bert("sdpa", vocab_size=len(tokenizer), cls=BertForMaskedLM, seed=3)

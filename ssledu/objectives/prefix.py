@@ -2,7 +2,10 @@
 
 A bidirectional encoder (BERT) becomes a left-to-right LM, a prefix LM or a
 seq2seq model just by changing *who may attend to whom*. This module builds
-those masks, the batches that go with them, and generation from a prefix.
+those masks, the batches that go with them, generation from a prefix, the
+perturbation test that proves a mask leaks nothing (``leak_test``), and the
+scoring used to compare views of one network (``position_scores``,
+``blank_each``, and ``blank_nlls``: toyworld's exact floor for filling a blank).
 
 Masks are ADDITIVE float masks of shape (B, 1, L, L): 0 where query i may attend
 to key j, ``torch.finfo(dtype).min`` where it may not. transformers 5 passes a
