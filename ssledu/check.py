@@ -129,6 +129,15 @@ def _describe_mismatch(g, e) -> str:
     return "the result differs from the reference"
 
 
+def choice(hint_if_wrong: str) -> Callable[[Any, Any], Any]:
+    """A comparison for multiple-choice answers: "B", "(b)" and " b " all mean "b"."""
+
+    def compare(got, expected):
+        return str(got).strip().lower().strip("()").strip() == expected or hint_if_wrong
+
+    return compare
+
+
 def close(rel: float = 1e-4, abs_: float = 1e-6) -> Callable[[Any, Any], Any]:
     """A comparison for floats (or nested lists of floats) within tolerances."""
 

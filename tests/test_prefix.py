@@ -24,13 +24,7 @@ def tokenizer():
     return train_tokenizer(texts, kind="word")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_bert(attn, vocab_size=24, layers=2, cls=BertModel, seed=0, dropout=0.1):

@@ -11,13 +11,7 @@ from ssledu import models, train
 V = 16  # vocabulary of the toy task
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread, and a busy shared CPU makes two thrash."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cycle_blocks(n=24, length=24):

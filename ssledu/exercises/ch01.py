@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ssledu.check import Exercise, register
+from ssledu.check import Exercise, choice, register
 
 
 
@@ -55,18 +55,15 @@ register(
 )
 
 
-def _normalise_choice(x):
-    return str(x).strip().lower().strip("()").strip()
-
-
 register(
     Exercise(
         name="contrastive_needs_negatives",
         chapter="01",
         description="multiple choice: why does a contrastive objective need negatives?",
         reference=lambda: "b",
-        compare=lambda got, exp: _normalise_choice(got) == exp
-        or "re-read the paragraph on collapse: what is the cheapest way to make all positives similar?",
+        compare=choice(
+            "re-read the paragraph on collapse: what is the cheapest way to make all positives similar?"
+        ),
         hint="think of the trivial solution that maximises agreement between two views",
         kind="answer",
     )

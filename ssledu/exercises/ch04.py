@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ssledu.check import Exercise, _to_python, register
+from ssledu.check import Exercise, _to_python, choice, register
 
 
 def _allowed_rows(kind: str, length: int, prefix_length: int):
@@ -121,18 +121,15 @@ register(
 # --- 3. find the bug in a leaking mask ---------------------------------------------
 
 
-def _normalise_choice(x):
-    return str(x).strip().lower().strip("()").strip()
-
-
 register(
     Exercise(
         name="leaky_prefix_mask_bug",
         chapter="04",
         description="multiple choice: which comparison makes leaky_prefix_mask leak?",
         reference=lambda: "b",
-        compare=lambda got, exp: _normalise_choice(got) == exp
-        or "look at the column that leaks in the leak test: which token is it, and who must predict it?",
+        compare=choice(
+            "look at the column that leaks in the leak test: which token is it, and who must predict it?"
+        ),
         hint="position i is trained to predict token i + 1; which query may see its own target?",
         kind="answer",
     )
