@@ -34,8 +34,6 @@ __all__ = [
     "cache_dir",
 ]
 
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f", ""}
 _DEVICES = ("cpu", "cuda", "mps")
 
 
@@ -46,16 +44,9 @@ def quick_mode() -> bool:
     about a minute (CI runs every chapter this way). Accepted values:
     1/true/yes/on and 0/false/no/off (case-insensitive); unset means off.
     """
-    raw = os.environ.get("SSLEDU_QUICK", "")
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(
-        f"SSLEDU_QUICK must be one of 1/true/yes/on or 0/false/no/off; got {raw!r}. "
-        "Unset it for a full run or set SSLEDU_QUICK=1 for quick mode."
-    )
+    from ssledu.conventions import env_flag  # the one parser of on/off variables
+
+    return env_flag("SSLEDU_QUICK")
 
 
 def get_device(prefer: str | None = None):
@@ -141,8 +132,32 @@ def _device_line(device) -> str:
     return f"device: {device}"
 
 
+def _silence_hub_progress_bars():
+    """Turn off the progress bars of transformers, huggingface_hub and datasets.
+
+    Saving or loading a nano model otherwise leaves "Writing model shards 0/1" and
+    "Loading weights 0/42" bars in a chapter (in an untrusted notebook a stored bar reads
+    0% for a finished job). Sets ``HF_HUB_DISABLE_PROGRESS_BARS`` and
+    ``HF_DATASETS_DISABLE_PROGRESS_BARS`` for libraries imported later, and switches off
+    the bars of those already imported. ``transformers.utils.logging.enable_progress_bar()``
+    brings them back.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    import huggingface_hub.utils
+    import transformers.utils.logging
+
+    huggingface_hub.utils.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    datasets = sys.modules.get("datasets")  # importing it here would cost a second
+    if datasets is not None and hasattr(datasets, "disable_progress_bars"):
+        datasets.disable_progress_bars()
+
+
 def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
     """First cell of every chapter: seed, pick the device, print three lines.
+
+    Also silences the Hugging Face libraries' own progress bars (``_silence_hub_progress_bars``).
 
     Returns the ``torch.device`` to train on. Example output::
 
@@ -153,6 +168,7 @@ def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
     import torch
     import transformers
 
+    _silence_hub_progress_bars()
     seed_everything(seed)
     dev = get_device(device)
     if not quiet:
@@ -173,12 +189,14 @@ _METRICS: dict[str, object] = {}
 _REPORT_PREFIX = "SSLEDU_METRIC "
 
 
-def report(name: str, value, *, quiet: bool = False):
+def report(name: str, value, *, quiet: bool = True):
     """Record one of a chapter's key metrics, e.g. ``report("val_loss", 1.93)``.
 
-    The value is printed as a short line (so a reader sees it) and remembered;
-    ``ssledu course --execute`` collects these lines from the executed notebook
-    and shows them in its summary table. Returns ``value``.
+    The value is remembered and, under ``ssledu course --execute``, written to the runner's
+    sink: the runner shows it in its summary table, stores it in the notebook's metadata and
+    fills the callout numbers tagged with its name (see :mod:`ssledu.course`). Nothing is
+    printed unless ``quiet=False`` (the chapter shows its numbers in its own words). Returns
+    ``value``.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"metric name must be a non-empty string; got {name!r}")

@@ -23,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ssledu.conventions import IGNORE_INDEX, check_ids
+
 __all__ = ["NGramLM", "LSTMLanguageModel", "lstm_matching", "lstm_parameter_count"]
 
 _START = -1  # pads the left of each list so every history has n-1 slots; never predicted
@@ -75,20 +77,31 @@ class NGramLM:
     def __repr__(self):
         return f"NGramLM(n={self.n}, vocab_size={self.vocab_size}, smoothing={self.smoothing!r})"
 
-    def _padded(self, tokens) -> tuple:
-        if isinstance(tokens, torch.Tensor):
-            tokens = tokens.tolist()
-        tokens = tuple(int(t) for t in tokens)
-        if tokens and (min(tokens) < 0 or max(tokens) >= self.vocab_size):
-            bad = min(tokens) if min(tokens) < 0 else max(tokens)
-            raise ValueError(f"token id {bad} is outside the vocabulary 0..{self.vocab_size - 1}")
+    def _padded(self, tokens, what: str = "tokens") -> tuple:
+        # strings, floats and ids outside 0..vocab_size-1 fail here with the fix
+        tokens = tuple(check_ids(tokens, what=what, vocab_size=self.vocab_size).reshape(-1).tolist())
         return (_START,) * max(self.n - 2, 0) + tokens
+
+    @staticmethod
+    def _lists(token_lists) -> list:
+        """A list of token-id lists, or an error that says how to wrap what was given."""
+        if isinstance(token_lists, (str, bytes)):
+            check_ids(token_lists, what="token_lists")  # raises: encode the text first
+        if isinstance(token_lists, torch.Tensor):
+            return list(token_lists) if token_lists.dim() == 2 else [token_lists]
+        token_lists = list(token_lists)
+        if token_lists and isinstance(token_lists[0], (int, float, np.integer, np.floating)):
+            raise TypeError(
+                "token_lists must be a list of token-id lists (one per text); got one flat "
+                "list of ids: wrap it, e.g. fit([ids])"
+            )
+        return token_lists
 
     def fit(self, token_lists) -> "NGramLM":
         """Count the n-grams of ``token_lists`` (a list of id lists); returns self."""
         full = Counter()  # full n-grams (history of length n-1, word)
-        for tokens in token_lists:
-            seq = self._padded(tokens)
+        for i, tokens in enumerate(self._lists(token_lists)):
+            seq = self._padded(tokens, f"token_lists[{i}]")
             if self.n == 1:  # targets start after the first token, as with the neural models
                 full.update((w,) for w in seq[1:])
             else:
@@ -133,6 +146,8 @@ class NGramLM:
         """log p(token | context) in nats; context is the list of preceding ids (only
         the last n-1 are used; a context shorter than that is the start of a list)."""
         self._check()
+        if not isinstance(token, (int, np.integer)) or isinstance(token, bool):
+            raise TypeError(f"token must be one integer id; got {type(token).__name__} {token!r}")
         if not 0 <= token < self.vocab_size:
             raise ValueError(f"token id {token} is outside the vocabulary 0..{self.vocab_size - 1}")
         return math.log(self._prob(self._history(context), int(token)))
@@ -181,8 +196,8 @@ class NGramLM:
         self._check()
         total, count = 0.0, 0
         width = self.n - 1
-        for tokens in token_lists:
-            seq = self._padded(tokens)
+        for i, tokens in enumerate(self._lists(token_lists)):
+            seq = self._padded(tokens, f"token_lists[{i}]")
             start = max(self.n - 2, 0) + 1  # index of the second real token
             for i in range(start, len(seq)):
                 h = seq[i - width : i] if width else ()
@@ -217,8 +232,14 @@ class LSTMLanguageModel(nn.Module):
         pad_id: int = 0,
     ):
         super().__init__()
-        if not 0 <= pad_id < vocab_size:
-            raise ValueError(f"pad_id {pad_id} must be a token id in 0..{vocab_size - 1}")
+        for name, value, low in (("vocab_size", vocab_size, 2), ("d_model", d_model, 1), ("n_layer", n_layer, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}"
+                                 + (" (pass len(tokenizer))" if name == "vocab_size" else ""))
+        if not isinstance(pad_id, int) or not 0 <= pad_id < vocab_size:
+            raise ValueError(f"pad_id {pad_id!r} must be a token id in 0..{vocab_size - 1}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
         self.vocab_size, self.d_model = vocab_size, d_model
         self.n_layer, self.pad_id = n_layer, pad_id
         self.embed = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
@@ -241,6 +262,14 @@ class LSTMLanguageModel(nn.Module):
         use_cache=False,
         **kwargs,
     ):
+        if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point():
+            raise TypeError(
+                "input_ids must be a LongTensor (B, L) of token ids; got "
+                f"{type(input_ids).__name__}{'' if not isinstance(input_ids, torch.Tensor) else ' ' + str(input_ids.dtype)}"
+                ". Encode texts with the tokenizer and use torch.tensor(ids)"
+            )
+        if input_ids.device.type == "cpu":  # on an accelerator this check would cost a sync per step
+            check_ids(input_ids, what="input_ids", vocab_size=self.vocab_size)
         x = self.drop(self.embed(input_ids))  # (B, L, d)
         h, state = self.lstm(x, past_key_values)  # (B, L, d); state = (h, c), each (n_layer, B, d)
         logits = self.head(self.drop(h))  # (B, L, V)
@@ -249,11 +278,11 @@ class LSTMLanguageModel(nn.Module):
             loss = F.cross_entropy(
                 logits[:, :-1].reshape(-1, self.vocab_size).float(),
                 labels[:, 1:].reshape(-1),
-                ignore_index=-100,
+                ignore_index=IGNORE_INDEX,
             )
-        return CausalLMOutputWithPast(
-            loss=loss, logits=logits, past_key_values=state if use_cache else None
-        )
+        # transformers 5.24 renamed the output field past_key_values -> cache (the old name warns)
+        field = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{field: state if use_cache else None})
 
 
 def lstm_parameter_count(vocab_size: int, d_model: int, n_layer: int) -> int:
@@ -277,10 +306,17 @@ def lstm_matching(
     Solves 8 n_layer d^2 + (V + 8 n_layer) d = P for the width d (see
     ``lstm_parameter_count``) and rounds to the nearest integer.
     """
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 2:
+        raise ValueError(f"vocab_size must be an integer >= 2 (pass len(tokenizer)); got {vocab_size!r}")
     if isinstance(gpt_model_or_param_count, nn.Module):
         target = sum(p.numel() for p in gpt_model_or_param_count.parameters())
-    else:
+    elif isinstance(gpt_model_or_param_count, (int, float)) and not isinstance(gpt_model_or_param_count, bool):
         target = int(gpt_model_or_param_count)
+    else:
+        raise TypeError(
+            "pass the GPT model itself or its parameter count (an int); got "
+            f"{type(gpt_model_or_param_count).__name__}"
+        )
     a, b = 8 * n_layer, vocab_size + 8 * n_layer
     d_real = (-b + math.sqrt(b * b + 4 * a * target)) / (2 * a)
     d = max(1, round(d_real))

@@ -15,6 +15,9 @@ Two benchmarks:
 
     ssledu bench --presets nano,tiny --steps 20
     ssledu bench --target shakespeare-char --seconds 75 --repeats 2 --json
+
+``add_arguments(parser)`` and ``run(args)`` make it the ``bench`` subcommand of the one
+``ssledu`` parser; ``main(argv)`` runs it alone (``python -m ssledu.bench``).
 """
 
 from __future__ import annotations
@@ -28,17 +31,23 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import torch
+# torch, ssledu.models and ssledu.train are imported inside the functions that use them:
+# building the ``ssledu`` parser (``ssledu --help``, ``ssledu doctor``) stays instant.
 
-from ssledu import models
-from ssledu.train import evaluate, fit, param_groups
-
-__all__ = ["OBJECTIVES", "throughput", "fit_overhead", "shakespeare_char", "find_shakespeare", "main"]
+__all__ = ["OBJECTIVES", "throughput", "fit_overhead", "shakespeare_char", "find_shakespeare",
+           "add_arguments", "run", "main"]
 
 OBJECTIVES = ("mlm", "clm", "denoise")
-_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]", "[EOS]"]
+
+
+def _specials() -> list[str]:
+    # Imported here: ssledu.data.tokenize pulls in transformers, and the parser must stay light.
+    from ssledu.data.tokenize import SPECIAL_TOKENS
+
+    return list(SPECIAL_TOKENS)
 
 
 # --- random character data and the three objectives -----------------------------------
@@ -49,8 +58,9 @@ def _symbol_tokenizer(vocab_size: int):
     from tokenizers import Tokenizer, models as tm, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(_SPECIALS)}
-    for i in range(vocab_size - len(_SPECIALS)):
+    specials = _specials()
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for i in range(vocab_size - len(specials)):
         vocab[f"s{i}"] = len(vocab)
     tok = Tokenizer(tm.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -61,6 +71,8 @@ def _symbol_tokenizer(vocab_size: int):
 
 
 def _mlm_collate(tokenizer):
+    import torch
+
     try:
         from ssledu.objectives.mlm import mask_tokens
 
@@ -77,19 +89,27 @@ def _mlm_collate(tokenizer):
 
 
 def _clm_collate(rows):
+    import torch
+
     x = torch.stack(rows)  # (B, L)
     return {"input_ids": x, "labels": x}  # GPT-2 shifts the labels itself
 
 
-def _denoise_collate(rows, mask_id: int = 4, rate: float = 0.3):
+def _denoise_collate(rows, mask_id: int | None = None, rate: float = 0.3):
     """BART token masking: 30 % of tokens become [MASK]; the decoder rebuilds the original."""
+    import torch
+
+    from ssledu.data.tokenize import MASK_ID
+
     x = torch.stack(rows)  # (B, L)
-    noisy = x.masked_fill(torch.rand(x.shape) < rate, mask_id)
+    noisy = x.masked_fill(torch.rand(x.shape) < rate, MASK_ID if mask_id is None else mask_id)
     return {"input_ids": noisy, "labels": x}
 
 
 def _objective(name: str, preset: str, vocab_size: int, seq_len: int):
     """(model, collate_fn) for an objective at a preset."""
+    from ssledu import models
+
     max_len = max(seq_len, models.PRESETS[preset]["max_len"])
     if name == "mlm":
         tok = _symbol_tokenizer(vocab_size)
@@ -101,9 +121,12 @@ def _objective(name: str, preset: str, vocab_size: int, seq_len: int):
     raise ValueError(f"unknown objective {name!r}; available: {', '.join(OBJECTIVES)}")
 
 
-def _random_rows(n: int, seq_len: int, vocab_size: int, seed: int = 0) -> torch.Tensor:
+def _random_rows(n: int, seq_len: int, vocab_size: int, seed: int = 0):
+    """(n, seq_len) random ids above the special tokens."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(len(_SPECIALS), vocab_size, (n, seq_len), generator=g)  # (n, L)
+    return torch.randint(len(_specials()), vocab_size, (n, seq_len), generator=g)  # (n, L)
 
 
 # --- 1. throughput -------------------------------------------------------------------
@@ -119,6 +142,11 @@ def throughput(objective: str, preset: str = "nano", *, steps: int = 20, warmup:
     per second of step time (data collation, forward, backward, optimizer). Tokens are
     ``input_ids`` tokens: for BART the encoder side (its decoder reads as many again).
     """
+    import torch
+
+    from ssledu import models
+    from ssledu.train import fit
+
     torch.manual_seed(seed)
     model, collate = _objective(objective, preset, vocab_size, seq_len)
     data = _random_rows(batch_size * 8, seq_len, vocab_size, seed)
@@ -139,8 +167,11 @@ def throughput(objective: str, preset: str = "nano", *, steps: int = 20, warmup:
 
 def _bare_loop(model, data, collate, *, steps, batch_size, lr, device):
     """The loop a reader would write by hand: same data, optimizer, schedule and clipping."""
+    import torch
     from torch.utils.data import DataLoader
     from transformers import get_cosine_schedule_with_warmup
+
+    from ssledu.train import param_groups
 
     t0, c0 = time.perf_counter(), time.process_time()
     model.to(device).train()
@@ -177,7 +208,10 @@ def fit_overhead(preset: str = "nano", *, steps: int = 30, repeats: int = 3, bat
     best run of each is compared (the least disturbed by other processes). The same
     comparison in process CPU time (``overhead_cpu_pct``) is steadier on a shared machine.
     """
-    from ssledu import get_device
+    import torch
+
+    from ssledu import get_device, models
+    from ssledu.train import fit
 
     device = get_device(device) if not isinstance(device, torch.device) else device
     data = _random_rows(batch_size * 8, seq_len, vocab_size)
@@ -220,25 +254,29 @@ def fit_overhead(preset: str = "nano", *, steps: int = 30, repeats: int = 3, bat
 
 
 def find_shakespeare(path=None) -> Path | None:
-    """The tiny Shakespeare text: ``path``, else ``$SSLEDU_DATA_DIR/{tinyshakespeare,
-    tiny_shakespeare}/input.txt``, ``$SSLEDU_SHARED_DATA/...``, or ``shared/data`` beside
-    the repository. None when absent."""
+    """The tiny Shakespeare text: ``path``, else the ``input.txt`` of its mirror folder (found
+    by ``ssledu.data.hub.find_mirror``, the one place that knows the folder names) under
+    ``$SSLEDU_DATA_DIR``, ``$SSLEDU_SHARED_DATA`` or ``shared/data`` beside the repository.
+    None when absent."""
+    from ssledu.data.hub import find_mirror
+
     if path is not None:
         return Path(path) if Path(path).is_file() else None
     roots = [os.environ.get("SSLEDU_DATA_DIR"), os.environ.get("SSLEDU_SHARED_DATA"),
              str(Path(__file__).resolve().parents[2] / "shared" / "data")]
     for root in filter(None, roots):
-        for name in ("tinyshakespeare", "tiny_shakespeare"):
-            f = Path(root) / name / "input.txt"
-            if f.is_file():
-                return f
+        folder = find_mirror("tiny_shakespeare", root)
+        if folder is not None and (folder / "input.txt").is_file():
+            return folder / "input.txt"
     return None
 
 
-class _Windows(torch.utils.data.Dataset):
-    """Every ``context``-long window of a token stream: item i = ids[i : i + context]."""
+class _Windows:
+    """Every ``context``-long window of a token stream: item i = ids[i : i + context].
 
-    def __init__(self, ids: torch.Tensor, context: int):
+    A map-style dataset (``__len__`` + ``__getitem__``) as DataLoader reads it."""
+
+    def __init__(self, ids, context: int):
         self.ids, self.context = ids, context
 
     def __len__(self):
@@ -271,6 +309,11 @@ def shakespeare_char(path=None, *, max_seconds: float | None = 75.0, max_steps: 
     torch thread estimates the time on an otherwise idle core (the course's machines are
     often shared). ``max_steps`` gives a step budget and schedule instead of a time budget.
     """
+    import torch
+
+    from ssledu import models
+    from ssledu.train import evaluate, fit
+
     file = find_shakespeare(path)
     if file is None:
         raise FileNotFoundError(
@@ -345,6 +388,8 @@ def shakespeare_char(path=None, *, max_seconds: float | None = 75.0, max_steps: 
 
 
 def _machine() -> dict:
+    import torch
+
     from ssledu import get_device
 
     dev = get_device()
@@ -363,32 +408,93 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join([line(columns), line("-" * w for w in widths)] + body)
 
 
-def main(argv=None) -> int:
-    """``ssledu bench`` entry point; returns the exit status."""
-    p = argparse.ArgumentParser(prog="ssledu bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--presets", default="nano,tiny", help="comma-separated: nano,tiny,small")
-    p.add_argument("--objectives", default=",".join(OBJECTIVES), help="comma-separated: mlm,clm,denoise")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (throughput: 32, target: 8)")
-    p.add_argument("--seq-len", type=int, default=128, help="sequence length for throughput")
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more; got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0; got {text!r}")
+    return value
+
+
+def _names(kind: str, known: Callable[[], Iterable[str]]) -> Callable[[str], list[str]]:
+    """A comma-separated list of known names (``known`` is called when the flag is read)."""
+
+    def parse(text: str) -> list[str]:
+        names, available = [x.strip() for x in text.split(",") if x.strip()], list(known())
+        if not names:
+            raise argparse.ArgumentTypeError(f"give at least one {kind}: {', '.join(available)}")
+        for x in names:
+            if x not in available:
+                raise argparse.ArgumentTypeError(f"unknown {kind} {x!r}; available: {', '.join(available)}")
+        return names
+
+    return parse
+
+
+def _preset_names():
+    from ssledu import models
+
+    return models.PRESETS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``bench`` arguments, each checked by argparse (a bad value exits with status 2)."""
+    p.add_argument("--presets", type=_names("preset", _preset_names), default="nano,tiny",
+                   help="comma-separated: nano,tiny,small")
+    p.add_argument("--objectives", type=_names("objective", lambda: OBJECTIVES), default=",".join(OBJECTIVES),
+                   help="comma-separated: mlm,clm,denoise")
+    p.add_argument("--steps", type=_positive_int, default=20, help="timed steps per measurement")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="batch size (throughput: 32, target: 8)")
+    p.add_argument("--seq-len", type=_positive_int, default=128, help="sequence length for throughput")
     p.add_argument("--no-overhead", action="store_true", help="skip the fit-vs-bare-loop comparison")
     p.add_argument("--target", choices=["shakespeare-char"], help="run the time-to-quality benchmark")
-    p.add_argument("--seconds", type=float, default=75.0, help="time budget of --target (training s)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate of --target (4e-3)")
-    p.add_argument("--repeats", type=int, default=1, help="runs of --target")
+    p.add_argument("--seconds", type=_positive_float, default=75.0, help="time budget of --target (training s)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate of --target (4e-3)")
+    p.add_argument("--repeats", type=_positive_int, default=1, help="runs of --target")
     p.add_argument("--data", default=None, help="path of tiny Shakespeare's input.txt")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    args = p.parse_args(argv)
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print JSON only (progress and notes go to stderr)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark ``args`` asks for; returns the exit status."""
+    if args.target and find_shakespeare(args.data) is None:
+        where = (f"--data {args.data}: no such file" if args.data else
+                 "tiny Shakespeare input.txt not found")
+        print(f"skipped: {where}; set SSLEDU_DATA_DIR to a folder with tinyshakespeare/input.txt "
+              "or pass --data PATH", file=sys.stderr)
+        return 2
+    if not args.json:
+        return _run(args)
+    # JSON only on stdout: whatever the benchmark prints on the way goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        code, out = _run(args)
+    print(json.dumps(out, indent=2))
+    return code
+
+
+def _run(args):
+    """The exit status; with ``--json``, (status, the results) for the caller to print."""
+    import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     out = {"machine": _machine()}
 
     if args.target:
-        if find_shakespeare(args.data) is None:
-            print("skipped: tiny Shakespeare input.txt not found; set SSLEDU_DATA_DIR to a folder "
-                  "with tinyshakespeare/input.txt or pass --data PATH", file=sys.stderr)
-            return 2
         runs = []
         for r in range(args.repeats):
             tuned = {k: v for k, v in [("lr", args.lr), ("batch_size", args.batch_size)] if v}
@@ -406,28 +512,18 @@ def main(argv=None) -> int:
                       f"{res['tokens_per_s']:,} tok/s, {res['train_cpu_s']} s CPU, "
                       f"load {res['load_avg_1m_after']}")
         out["shakespeare_char"] = runs
-        if args.json:
-            print(json.dumps(out, indent=2))
-        return 0 if all(r["reached"] for r in runs) else 1
+        code = 0 if all(r["reached"] for r in runs) else 1
+        return (code, out) if args.json else code
 
-    presets = [x.strip() for x in args.presets.split(",") if x.strip()]
-    objectives = [x.strip() for x in args.objectives.split(",") if x.strip()]
-    for x in presets:
-        if x not in models.PRESETS:
-            p.error(f"unknown preset {x!r}; available: {', '.join(models.PRESETS)}")
-    for x in objectives:
-        if x not in OBJECTIVES:
-            p.error(f"unknown objective {x!r}; available: {', '.join(OBJECTIVES)}")
     bs = args.batch_size or 32
     rows = [throughput(o, pr, steps=args.steps, batch_size=bs, seq_len=args.seq_len)
-            for pr in presets for o in objectives]
+            for pr in args.presets for o in args.objectives]
     out["throughput"] = rows
     if not args.no_overhead:
-        out["fit_overhead"] = fit_overhead(presets[0], steps=max(30, args.steps), batch_size=bs,
+        out["fit_overhead"] = fit_overhead(args.presets[0], steps=max(30, args.steps), batch_size=bs,
                                            seq_len=args.seq_len)
     if args.json:
-        print(json.dumps(out, indent=2))
-        return 0
+        return 0, out
     m = out["machine"]
     print(f"device {m['device']} | torch {m['torch']} | {m['torch_threads']} threads | "
           f"load {m['load_avg_1m']} on {m['cpus']} CPUs")
@@ -438,6 +534,13 @@ def main(argv=None) -> int:
               f"{len(o['bare_runs'])}): {o['fit_tokens_per_s']:,} vs {o['bare_tokens_per_s']:,} "
               f"tok/s -> overhead {o['overhead_pct']} % (in CPU time: {o['overhead_cpu_pct']} %)")
     return 0
+
+
+def main(argv=None) -> int:
+    """``python -m ssledu.bench`` entry point (``ssledu bench`` is the same); returns the exit status."""
+    p = argparse.ArgumentParser(prog="ssledu bench", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

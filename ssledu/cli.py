@@ -1,15 +1,22 @@
 """The ``ssledu`` command.
 
-    ssledu doctor [--json]                 environment report to paste into a question
+    ssledu doctor [--json] [--no-corpora]  environment report to paste into a question
     ssledu course                          list the chapters
     ssledu course --execute [--quick] [CHAPTER ...] [--output DIR | --inplace]
                                            run chapters headless, print a summary table
-    ssledu bench [...]                     training speed on this machine (see ssledu.bench)
+    ssledu bench --presets nano,tiny --steps 20
+                                           training speed of the three objectives (see ssledu.bench)
+    ssledu bench --target shakespeare-char --seconds 75 --repeats 2 --json
+                                           time to reach 1.90 nats/char on tiny Shakespeare
+
+Every subcommand lives in one argparse tree (``build_parser``); ``main(argv)`` returns
+the exit status: 0 all well, 1 a check or benchmark failed, 2 a usage or input error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -20,10 +27,11 @@ from importlib import metadata
 from pathlib import Path
 
 import ssledu
+from ssledu import bench  # light: torch is imported when a benchmark runs
 
 # Packages the doctor reports on; "required" ones make it exit non-zero when broken.
-REQUIRED = ["torch", "transformers", "tokenizers", "datasets", "numpy", "matplotlib",
-            "ipywidgets", "scikit-learn", "pandas", "tqdm", "safetensors"]
+REQUIRED = ["torch", "transformers", "tokenizers", "datasets", "huggingface_hub", "numpy",
+            "matplotlib", "ipywidgets", "scikit-learn", "pandas", "tqdm", "safetensors"]
 OPTIONAL = ["jupyterlab", "nbclient", "ipykernel", "nbval", "pytest"]
 
 
@@ -140,6 +148,48 @@ def _data_dir() -> dict:
     return {"path": str(path), "detail": f"{len(contents)} entries", "contents": contents}
 
 
+def _settings() -> list[dict]:
+    """Each SSLEDU_* setting, read by the very function the chapters call (a value that
+    function rejects breaks every chapter that reads it, so it is a problem, with its fix)."""
+
+    def widgets():
+        from ssledu.widgets import live_widgets
+
+        return live_widgets()
+
+    def hub_timeout():
+        from ssledu.data.hub import hub_timeout
+
+        return hub_timeout()
+
+    def device():
+        return ssledu.get_device()
+
+    checks = [
+        ("SSLEDU_DEVICE", device, lambda v: f"training on {v}",
+         "unset SSLEDU_DEVICE (CUDA when available, else the CPU) or name a device this machine has"),
+        ("SSLEDU_QUICK", ssledu.quick_mode, lambda v: "quick mode" if v else "full runs",
+         "unset SSLEDU_QUICK for full runs or set SSLEDU_QUICK=1 for quick mode "
+         "(until then every chapter's setup() fails)"),
+        ("SSLEDU_WIDGETS", widgets, lambda v: "live controls " + ("on" if v else "off"),
+         "unset SSLEDU_WIDGETS (controls inside Jupyter only) or set it to 1 or 0 "
+         "(until then every explorer cell fails)"),
+        ("SSLEDU_HUB_TIMEOUT", hub_timeout, lambda v: f"hub sources get {v:g} s to answer",
+         "unset SSLEDU_HUB_TIMEOUT (15 s) or set it to a number of seconds such as 30 "
+         "(until then every hub corpus fails to load)"),
+    ]
+    out = []
+    for name, read, describe, fix in checks:
+        raw = os.environ.get(name)
+        entry = {"name": name, "value": raw if raw is not None else "unset"}
+        try:
+            entry.update(ok=True, detail=describe(read()), fix="")
+        except Exception as exc:  # the chapters would raise the same: report it, do not crash
+            entry.update(ok=False, detail=str(exc), fix=fix)
+        out.append(entry)
+    return out
+
+
 def doctor_report(check_corpora: bool = True) -> dict:
     """Everything ``ssledu doctor`` prints, as a dict (``ok`` says whether all required parts work)."""
     ranges = declared_ranges()
@@ -153,18 +203,30 @@ def doctor_report(check_corpora: bool = True) -> dict:
         "optional": [_check_package(n, ranges) for n in OPTIONAL],
         "torch": _torch_info(),
         "quick_mode": os.environ.get("SSLEDU_QUICK", "") or "unset",
+        "settings": _settings(),
         "cache": _check_cache(),
         "data_dir": _data_dir(),
     }
     report["corpora"] = _check_corpora() if check_corpora else []
-    problems = []
+    problems, fixes = [], []
+    reinstall = 'reinstall with  pip install -e ".[course]"  (see README), then run  ssledu doctor  again'
     if not py_ok:
         problems.append("Python 3.10 or newer is required")
-    problems += [f"{p['name']}: {p['detail']}" for p in report["packages"] if not p["ok"]]
-    if not report["torch"]["ok"]:
-        problems.append(f"torch: {report['torch'].get('error') or report['torch'].get('device')}")
-    problems += [f"corpus {c['name']}: {c['detail']}" for c in report["corpora"] if not c["ok"]]
+        fixes.append("install Python 3.10 or newer and create the environment again (see README)")
+    broken = [f"{p['name']}: {p['detail']}" for p in report["packages"] if not p["ok"]]
+    device_setting = os.environ.get("SSLEDU_DEVICE", "").strip()
+    if report["torch"].get("error") or (not report["torch"]["ok"] and not device_setting):
+        broken.append(f"torch: {report['torch'].get('error') or report['torch'].get('device')}")
+    broken += [f"corpus {c['name']}: {c['detail']}" for c in report["corpora"] if not c["ok"]]
+    problems += broken
+    if broken:
+        fixes.append(reinstall)
+    for entry in report["settings"]:
+        if not entry["ok"]:
+            problems.append(f"{entry['name']}: {entry['detail']}")
+            fixes.append(entry["fix"])
     report["problems"] = problems
+    report["fixes"] = fixes
     report["warnings"] = [f"{p['name']}: {p['detail']}" for p in report["optional"] if not p["ok"]]
     if not report["cache"]["ok"]:
         report["warnings"].append(f"cache: {report['cache']['detail']}")
@@ -208,150 +270,36 @@ def format_doctor(report: dict) -> str:
     if d.get("contents"):
         shown += " (" + ", ".join(d["contents"][:12]) + (", ..." if len(d["contents"]) > 12 else "") + ")"
     lines.append(f"       SSLEDU_DATA_DIR {shown}")
-    lines.append(f"       SSLEDU_QUICK {report['quick_mode']}")
+    for entry in report["settings"]:
+        lines.append(f"{_mark(entry['ok'])} {entry['name']} {entry['value']}: {entry['detail']}")
     lines.append("")
     if report["ok"]:
         lines.append("All required parts work." + (
             f" Optional: {'; '.join(report['warnings'])}" if report["warnings"] else ""))
     else:
         lines.append("Problems: " + "; ".join(report["problems"]))
-        lines.append('Fix: reinstall with  pip install -e ".[course]"  (see README), then run  ssledu doctor  again.')
+        lines += [f"Fix: {fix}." for fix in report["fixes"]]
     return "\n".join(lines)
 
 
 def cmd_doctor(args) -> int:
-    report = doctor_report(check_corpora=not args.no_corpora)
     if args.json:
+        # JSON only on stdout: anything printed while the report is made goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            report = doctor_report(check_corpora=not args.no_corpora)
         print(json.dumps(report, indent=2, default=str))
     else:
+        report = doctor_report(check_corpora=not args.no_corpora)
         print(format_doctor(report))
     return 0 if report["ok"] else 1
 
 
 # --------------------------------------------------------------------- course
+# The chapters' build (text source -> executed notebook) lives in ssledu.course.
 
-def chapters_dir(explicit: str | None = None) -> Path:
-    """The folder holding the chapter notebooks."""
-    candidates = [Path(explicit)] if explicit else [
-        Path.cwd() / "chapters",
-        Path(__file__).resolve().parents[1] / "chapters",
-    ]
-    for c in candidates:
-        if c.is_dir() and any(c.glob("[0-9][0-9]_*.ipynb")):
-            return c
-    raise FileNotFoundError(
-        "no chapters found (looked in " + ", ".join(str(c) for c in candidates)
-        + "); run from the course's folder or pass --chapters-dir"
-    )
-
-
-def find_chapters(selection: list[str], folder: Path) -> list[Path]:
-    """Chapters by number ("1", "01"), name part ("masked") or path; all when empty."""
-    all_nb = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
-    if not selection:
-        return all_nb
-    picked = []
-    for sel in selection:
-        p = Path(sel)
-        if p.suffix == ".ipynb" and p.exists():
-            picked.append(p)
-            continue
-        matches = [nb for nb in all_nb if (sel.isdigit() and nb.name[:2] == f"{int(sel):02d}")
-                   or (not sel.isdigit() and sel.lower() in nb.stem.lower())]
-        if not matches:
-            raise ValueError(
-                f"no chapter matches {sel!r}; available: " + ", ".join(nb.stem for nb in all_nb)
-            )
-        picked.extend(m for m in matches if m not in picked)
-    return picked
-
-
-def execute_chapter(path: Path, out_path: Path, *, quick: bool, timeout: int = 1800,
-                    kernel_name: str = "python3") -> dict:
-    """Execute one notebook top to bottom with nbclient; return its row of the summary."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    nb = nbformat.read(path, as_version=4)
-    with tempfile.NamedTemporaryFile("w+", suffix=".jsonl", delete=False) as fh:
-        sink = fh.name
-    env_backup = {k: os.environ.get(k) for k in ("SSLEDU_QUICK", "SSLEDU_REPORT_FILE")}
-    os.environ["SSLEDU_QUICK"] = "1" if quick else "0"
-    os.environ["SSLEDU_REPORT_FILE"] = sink
-    status, error = "ok", ""
-    t0 = time.perf_counter()
-    try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                                resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
-    except CellExecutionError as exc:
-        status = "error"
-        error = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "cell error"
-    except Exception as exc:  # kernel died, timeout, ...
-        status = "error"
-        error = f"{type(exc).__name__}: {exc}"[:200]
-    finally:
-        seconds = time.perf_counter() - t0
-        for k, v in env_backup.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    metrics = {}
-    try:
-        with open(sink, encoding="utf-8") as fh:
-            for line in fh:
-                rec = json.loads(line)
-                metrics[rec["name"]] = rec["value"]
-    finally:
-        os.unlink(sink)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".ipynb.tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, out_path)  # atomic: never a half-written notebook
-    return {"chapter": path.stem, "seconds": seconds, "status": status, "error": error,
-            "metrics": metrics, "output": str(out_path)}
-
-
-def format_course_table(rows: list[dict]) -> str:
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    name_w = max([len("chapter")] + [len(r["chapter"]) for r in rows])
-    lines = [f"{'chapter':<{name_w}}  {'seconds':>8}  {'status':<6}  metrics"]
-    for r in rows:
-        metrics = ", ".join(f"{k}={fmt(v)}" for k, v in r["metrics"].items())
-        if r["status"] != "ok":
-            metrics = (metrics + "; " if metrics else "") + r["error"]
-        lines.append(f"{r['chapter']:<{name_w}}  {r['seconds']:>8.1f}  {r['status']:<6}  {metrics}")
-    return "\n".join(lines)
-
-
-def cmd_course(args) -> int:
-    folder = chapters_dir(args.chapters_dir)
-    chapters = find_chapters(args.chapters, folder)
-    if not args.execute:
-        print(f"chapters in {folder}:")
-        for nb in chapters:
-            print(f"  {nb.stem}")
-        print("run them headless with:  ssledu course --execute [--quick] [CHAPTER ...]")
-        return 0
-    if args.inplace and args.output:
-        raise SystemExit("choose either --inplace or --output, not both")
-    out_dir = Path(args.output or "executed")
-    rows = []
-    for nb in chapters:
-        target = nb if args.inplace else out_dir / nb.name
-        print(f"executing {nb.name} ({'quick' if args.quick else 'full'} mode) ...", flush=True)
-        rows.append(execute_chapter(nb, target, quick=args.quick, timeout=args.timeout))
-    print()
-    print(format_course_table(rows))
-    if not args.inplace:
-        print(f"\nexecuted notebooks written to {out_dir}/")
-    if args.json:
-        print(json.dumps(rows, indent=2, default=str))
-    return 0 if all(r["status"] == "ok" for r in rows) else 1
+from ssledu.course import (  # noqa: E402  (re-exported: `ssledu.cli.find_chapters` etc. keep working)
+    chapters_dir, cmd_course, execute_chapter, find_chapters, format_course_table,
+)
 
 
 # ----------------------------------------------------------------------- main
@@ -367,19 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_doctor)
 
     c = sub.add_parser("course", help="list or execute the chapters")
-    c.add_argument("chapters", nargs="*", help="chapter numbers or name parts (default: all)")
-    c.add_argument("--execute", action="store_true", help="run the chapters top to bottom, headless")
-    c.add_argument("--quick", action="store_true", help="quick mode (SSLEDU_QUICK=1): about a minute per chapter")
-    c.add_argument("--output", default=None, help="folder for the executed notebooks (default: executed/)")
-    c.add_argument("--inplace", action="store_true", help="overwrite the chapter notebooks with the executed ones")
-    c.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
-    c.add_argument("--chapters-dir", default=None, help="folder with the notebooks (default: ./chapters)")
-    c.add_argument("--json", action="store_true", help="also print the summary as JSON")
-    c.set_defaults(func=cmd_course)
+    __import__("ssledu.course", fromlist=["add_arguments"]).add_arguments(c)
 
-    b = sub.add_parser("bench", help="training speed on this machine", add_help=False)
-    b.add_argument("rest", nargs=argparse.REMAINDER)
-    b.set_defaults(func=lambda a: __import__("ssledu.bench", fromlist=["main"]).main(a.rest))
+    b = sub.add_parser("bench", help="training speed on this machine",
+                       description=bench.__doc__.split("\n\n")[0].replace("``", ""),
+                       epilog="examples:\n  ssledu bench --presets nano,tiny --steps 20\n"
+                              "  ssledu bench --target shakespeare-char --seconds 75 --repeats 2 --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(b)
+    b.set_defaults(func=bench.run)
     return parser
 
 

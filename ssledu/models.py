@@ -36,6 +36,7 @@ Example::
 from __future__ import annotations
 
 import math
+import os
 
 __all__ = [
     "PRESETS",
@@ -54,8 +55,16 @@ PRESETS: dict[str, dict] = {
     "small": dict(n_layer=6, n_head=8, d_model=384, d_ff=1536, max_len=512, dropout=0.1),
 }
 
-# Fixed special-token ids of every tokenizer built by ``ssledu.data.tokenize``.
-SPECIAL_IDS: dict[str, int] = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4, "bos": 5, "eos": 6}
+
+
+def __getattr__(name: str):
+    # ``models.SPECIAL_IDS`` is the layout of ``ssledu.data.tokenize`` (its one home), read
+    # on first use so that importing this module does not import the tokenizer library.
+    if name == "SPECIAL_IDS":
+        from ssledu.data.tokenize import SPECIAL_IDS
+
+        return SPECIAL_IDS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _COMMON = ("n_layer", "n_head", "d_model", "d_ff", "max_len", "dropout")
 _ATTN = ("sdpa", "eager")
@@ -129,7 +138,8 @@ def _resolve(family: str, config_cls, preset: str, attn: str | None, overrides: 
             f"pick a d_model that is a multiple of n_head (e.g. d_model="
             f"{math.ceil(size['d_model'] / size['n_head']) * size['n_head']})"
         )
-    if not 0.0 <= float(size["dropout"]) < 1.0:
+    dropout = size["dropout"]
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); got {size['dropout']!r}")
     kwargs = {}
     for common, fields in _FIELDS[family].items():
@@ -142,8 +152,16 @@ def _resolve(family: str, config_cls, preset: str, attn: str | None, overrides: 
 
 def _vocab(tokenizer_or_vocab_size) -> tuple[int, dict]:
     """(vocab_size, special ids) from a tokenizer or an integer vocabulary size."""
+    from ssledu.data.tokenize import SPECIAL_IDS
+
     if isinstance(tokenizer_or_vocab_size, bool):
         raise TypeError("pass a tokenizer or an integer vocabulary size, not a bool")
+    if isinstance(tokenizer_or_vocab_size, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"got the name or path {str(tokenizer_or_vocab_size)!r}, but a model needs the "
+            "tokenizer itself (or an integer vocabulary size); load it first: "
+            "tok = ssledu.data.tokenize.load_tokenizer(path), then pass tok"
+        )
     if isinstance(tokenizer_or_vocab_size, int):
         v = tokenizer_or_vocab_size
         if v < 2:
@@ -151,7 +169,7 @@ def _vocab(tokenizer_or_vocab_size) -> tuple[int, dict]:
         ids = {k: i for k, i in SPECIAL_IDS.items() if i < v}
         return v, ids
     tok = tokenizer_or_vocab_size
-    if not hasattr(tok, "__len__"):
+    if not hasattr(tok, "__len__") or not hasattr(tok, "convert_ids_to_tokens"):
         raise TypeError(
             f"expected a tokenizer (e.g. from ssledu.data.tokenize.train_tokenizer) or an int "
             f"vocabulary size; got {type(tok).__name__}"
@@ -274,6 +292,8 @@ def bart(tokenizer_or_vocab_size, preset: str = "nano", *, attn: str | None = No
 
 def count_parameters(model, trainable_only: bool = True) -> int:
     """Number of parameters of ``model`` (tied weights counted once)."""
+    if not hasattr(model, "parameters"):
+        raise TypeError(f"count_parameters needs a torch model; got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -283,7 +303,12 @@ def describe(model) -> str:
     e.g. ``"BertForMaskedLM nano: 2 layers x 2 heads, d=64, 0.12M params, sdpa"``;
     encoder-decoders show ``"2+2 layers"``.
     """
-    cfg = model.config
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        raise TypeError(
+            f"describe needs a transformers model (with .config), e.g. from models.bert(...); got "
+            f"{type(model).__name__}. For any torch model use count_parameters(model)"
+        )
 
     def get(*names):  # the first of a config's names for the same quantity
         return next((getattr(cfg, n) for n in names if getattr(cfg, n, None)), None)

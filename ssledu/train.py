@@ -1,4 +1,4 @@
-"""fit(): the one training loop every chapter uses.
+"""fit(): the one training loop every chapter uses, built from small public pieces.
 
 An objective is a data transform (``collate_fn``: list of examples -> the batch dict a
 model takes), so one loop trains every self-supervised method of the course::
@@ -7,13 +7,18 @@ model takes), so one loop trains every self-supervised method of the course::
                   max_seconds=60, eval_every=100)
     history.to_frame()            # pandas: step, loss, lr, tokens_per_s, elapsed_s, val_loss
 
-What the loop does, in order, for each optimizer step: fetch ``grad_accum`` batches, move
-them to the device (pinned memory + non-blocking copies on CUDA), compute
-``model(**batch).loss`` (or ``loss_fn(model, batch)``) under bf16 autocast where the GPU
-supports it, stop on a NaN/inf loss before it reaches the weights, backpropagate, clip the
-gradient norm, take an AdamW step, advance the warmup + cosine schedule, log, evaluate,
-call the callbacks and write a checkpoint when asked. Ctrl-C (KeyboardInterrupt) stops
-cleanly and returns the history so far.
+The loop (``_train_loop``, read it top to bottom) does, for each optimizer step: fetch
+``grad_accum`` batches from a resumable ``BatchStream``, compute ``model(**batch).loss``
+(or ``loss_fn(model, batch)``) under bf16 autocast where the GPU supports it, stop on a
+NaN/inf loss, backpropagate, clip the gradient norm, take an AdamW step, advance the
+warmup + cosine schedule, log; then show progress, call the callbacks, evaluate and write
+a checkpoint when asked. Ctrl-C (KeyboardInterrupt) stops cleanly and returns the history.
+
+The pieces, for a loop written by hand (a momentum encoder, two optimizers, ...):
+``ssledu.data.blocks.make_loader`` / ``BatchStream`` (seeded, resumable data),
+``ssledu.checkpoint`` (atomic save, load, fallback), ``ssledu.live`` (``Progress``,
+``LivePlot``), and here ``param_groups``, ``cosine_lr``, ``evaluate``, ``rng_state`` /
+``set_rng_state``, ``History``.
 
 Checkpoints are folders that ``ModelClass.from_pretrained(folder)`` loads (safetensors)
 plus ``trainer_state.pt`` (optimizer, schedule, step, data position, RNG states, history);
@@ -23,23 +28,31 @@ resumed losses equal those of an uninterrupted run bit for bit.
 
 from __future__ import annotations
 
+import copy
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["History", "FitState", "fit", "evaluate", "param_groups", "cosine_lr"]
+from ssledu import checkpoint as ckpt
+from ssledu.conventions import IGNORE_INDEX, context_length, eval_mode
+from ssledu.data.blocks import BatchStream, make_loader
+from ssledu.live import LivePlot, Progress, draw_history
+from ssledu.live import in_notebook as _in_notebook  # a module name: tests stand in for Jupyter
 
-_STATE_FILE = "trainer_state.pt"
+__all__ = ["History", "FitState", "fit", "evaluate", "param_groups", "cosine_lr", "rng_state",
+           "set_rng_state"]
+
+_STATE_FILE = ckpt.STATE_FILE
 _PRECISIONS = ("auto", "bf16", "fp32")
+# Resuming with other values of these would silently keep the old ones (the optimizer
+# state holds lr, betas, weight decay) or change what a data position means.
+_FIXED_ON_RESUME = ("batch_size", "grad_accum", "lr", "weight_decay", "betas")
+_BUDGET = ("max_steps", "max_seconds", "epochs")
 
 
 # --- the record of a run ---------------------------------------------------------------
@@ -55,6 +68,8 @@ class History:
     clipping) and any metrics a ``loss_fn`` returned. ``evals``: dicts with ``step``,
     ``val_loss``, ``elapsed_s``, ``wall_s`` (seconds since the start, evaluation included)
     and ``eval_fn`` metrics.
+    A batch's tags (``TaggedBatch.tags``, e.g. UniLM's ``mask_kind``) are recorded in its
+    step's dict too (a window of several steps with different tags records "mixed").
     ``stopped``: why training ended ("max_steps", "max_seconds", "epochs",
     "interrupted", "callback"). ``checkpoint``: the last folder written, if any.
     """
@@ -97,7 +112,7 @@ class History:
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(6.4, 3.6), layout="constrained")
-        _draw_history(fig.add_subplot(), self, title)
+        draw_history(fig.add_subplot(), self, title)
         return fig
 
     def __repr__(self) -> str:
@@ -212,136 +227,7 @@ class _ClockCosine:
         return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
-# --- data ------------------------------------------------------------------------------
-
-
-class _EpochBatches(torch.utils.data.Sampler):
-    """Batches of indices; epoch ``e`` is a permutation seeded by ``(seed, e)``.
-
-    ``set_epoch(e, skip=k)`` starts epoch ``e`` at its ``k``-th batch without touching the
-    skipped examples, which is how a resumed run finds its place in the data.
-    """
-
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, drop_last: bool):
-        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
-        self.seed, self.drop_last = seed, drop_last
-        self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch: int, skip: int = 0):
-        self.epoch, self.skip = epoch, skip
-
-    def __len__(self):
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
-
-    def __iter__(self):
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        for b in range(self.skip, len(self)):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size]
-
-
-def _default_collate(examples):
-    """Stack examples; a plain tensor batch becomes ``{"input_ids": batch}``."""
-    return _as_dict(torch.utils.data.default_collate(examples))
-
-
-def _make_loader(data, batch_size, collate_fn, shuffle, seed, pin_memory, drop_last=False):
-    """(DataLoader, sampler or None). A DataLoader passes through untouched."""
-    from torch.utils.data import DataLoader, IterableDataset
-
-    if isinstance(data, DataLoader):
-        return data, None
-    if isinstance(data, IterableDataset):
-        loader = DataLoader(data, batch_size=batch_size, collate_fn=collate_fn or _default_collate,
-                            pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
-        return loader, None
-    try:
-        n = len(data)
-    except TypeError:
-        raise TypeError(
-            f"train/eval data must be a DataLoader, a Dataset, a list or a tensor; got "
-            f"{type(data).__name__}"
-        ) from None
-    if n == 0:
-        raise ValueError("the data set is empty; check the split or the filtering that built it")
-    sampler = _EpochBatches(n, batch_size, shuffle, seed, drop_last)
-    # A private generator: creating an iterator then draws nothing from the global RNG.
-    loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate_fn or _default_collate,
-                        pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
-    return loader, sampler
-
-
-def _loader_generators(loader) -> list:
-    """The torch.Generators that decide a user DataLoader's order (deduplicated)."""
-    found = []
-    for obj in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
-                getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        g = getattr(obj, "generator", None)
-        if isinstance(g, torch.Generator) and all(g is not h for h in found):
-            found.append(g)
-    return found
-
-
-class _Stream:
-    """An endless stream of batches over epochs that knows its position (epoch, offset)."""
-
-    def __init__(self, loader, sampler):
-        self.loader, self.sampler = loader, sampler
-        self.epoch, self.offset = 0, 0
-        self.epoch_start = None  # RNG states at the start of the epoch, for resuming
-        self._it = None
-        try:
-            self.batches_per_epoch = len(loader)
-        except TypeError:
-            self.batches_per_epoch = None
-
-    def _begin_epoch(self, skip: int):
-        gens = _loader_generators(self.loader) if self.sampler is None else []
-        if self.epoch_start is None:
-            self.epoch_start = {"torch": torch.get_rng_state(), "gens": [g.get_state() for g in gens]}
-        if self.sampler is not None:
-            self.sampler.set_epoch(self.epoch, skip)
-            self._it = iter(self.loader)
-        else:
-            self._it = iter(self.loader)
-            for _ in range(skip):  # a user DataLoader: replay the epoch up to the offset
-                next(self._it)
-
-    def next(self, max_epochs: int | None):
-        """The next batch, or None when ``max_epochs`` epochs are done."""
-        while True:
-            if self._it is None:
-                if max_epochs is not None and self.epoch >= max_epochs:
-                    return None
-                self._begin_epoch(0)
-            try:
-                batch = next(self._it)
-                self.offset += 1
-                return batch
-            except StopIteration:
-                if self.offset == 0:
-                    raise ValueError("the training data yields no batch; is it empty?") from None
-                self._it, self.epoch, self.offset, self.epoch_start = None, self.epoch + 1, 0, None
-
-    def position(self) -> dict:
-        return {"epoch": self.epoch, "offset": self.offset, "epoch_start": self.epoch_start}
-
-    def restore(self, pos: dict):
-        """Continue at a saved position (run before restoring the step's RNG state)."""
-        self.epoch, self.offset = pos["epoch"], pos["offset"]
-        self.epoch_start = pos["epoch_start"]
-        if self.epoch_start is not None:
-            # Recreate the epoch's order exactly as it was drawn, then skip what was used.
-            torch.set_rng_state(self.epoch_start["torch"])
-            for g, s in zip(_loader_generators(self.loader) if self.sampler is None else [],
-                            self.epoch_start["gens"]):
-                g.set_state(s)
-            self._begin_epoch(self.offset)
-        else:
-            self._it = None
+# --- batches ---------------------------------------------------------------------------
 
 
 def _as_dict(batch) -> dict:
@@ -356,19 +242,24 @@ def _as_dict(batch) -> dict:
     )
 
 
+def _tags(batch) -> dict:
+    """The str labels a TaggedBatch carries (not keys: the model never sees them)."""
+    tags = getattr(batch, "tags", None)
+    return tags if isinstance(tags, dict) else {}
+
+
 def _to_device(batch, device: torch.device) -> dict:
     batch = _as_dict(batch)
-    if device.type == "cpu":
-        return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+    blocking = device.type == "cpu"  # non-blocking copies overlap with compute on a GPU
+    return {k: (v.to(device, non_blocking=not blocking) if isinstance(v, torch.Tensor) else v)
             for k, v in batch.items()}
 
 
-def _count_tokens(batch: dict):
-    """Tokens in a batch: attention_mask.sum() if present, else input_ids.numel()."""
+def _count_tokens(batch: dict) -> int:
+    """Tokens in a (CPU) batch: attention_mask.sum() if 2-D, else input_ids.numel()."""
     mask = batch.get("attention_mask")
     if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-        return mask.sum() if mask.is_cuda else int(mask.sum())
+        return int(mask.sum()) if not mask.is_cuda else mask.numel()  # no sync for a GPU batch
     ids = batch.get("input_ids")
     if isinstance(ids, torch.Tensor):
         return ids.numel()
@@ -376,10 +267,47 @@ def _count_tokens(batch: dict):
     return 0 if first is None else int(first.shape[0])  # images etc.: examples
 
 
+def _model_limits(model) -> tuple[int | None, int | None]:
+    """(vocabulary size, number of positions) of a model; None where it has no such limit."""
+    vocab = None
+    try:
+        vocab = getattr(model.get_input_embeddings(), "num_embeddings", None)
+    except (AttributeError, NotImplementedError):
+        pass
+    return vocab, context_length(model, default=None)
+
+
+def _check_fits(batch: dict, limits) -> None:
+    """Ids beyond the vocabulary or rows longer than the positions fail here, in words,
+    instead of as torch's 'index out of range in self' deep inside the model."""
+    vocab, positions = limits
+    ids = batch.get("input_ids")
+    if not isinstance(ids, torch.Tensor) or ids.is_cuda or ids.numel() == 0 or ids.is_floating_point():
+        return
+    if vocab is not None:
+        top, low = int(ids.max()), int(ids.min())
+        if top >= vocab or low < 0:
+            bad = top if top >= vocab else low
+            raise ValueError(
+                f"the data holds token id {bad} but the model's vocabulary has {vocab} ids "
+                f"(0..{vocab - 1}); build the model from the tokenizer that encoded the data "
+                f"(e.g. models.gpt(tok, ...)) or with vocab_size >= {top + 1}"
+            )
+    if positions is not None and ids.dim() >= 2 and ids.shape[-1] > positions:
+        raise ValueError(
+            f"the data has sequences of {ids.shape[-1]} tokens but the model reads at most "
+            f"{positions} positions (its context length); cut the data into blocks of at most {positions} "
+            f"(ssledu.data.blocks.pack_blocks(ids, block_size={positions})) or build the model "
+            f"with max_len >= {ids.shape[-1]}"
+        )
+
+
 # --- RNG states ------------------------------------------------------------------------
 
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
+    """The states of torch's, Python's, numpy's (and CUDA's) global RNGs, as plain tensors
+    and tuples that ``torch.save(..., weights_only)`` can store."""
     import numpy as np
 
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -393,7 +321,8 @@ def _rng_state() -> dict:
     return state
 
 
-def _set_rng_state(state: dict):
+def set_rng_state(state: dict) -> None:
+    """Restore states saved by :func:`rng_state` (CUDA states only where CUDA exists)."""
     import numpy as np
 
     torch.set_rng_state(state["torch"])
@@ -405,36 +334,38 @@ def _set_rng_state(state: dict):
 
 
 class _ForkedRNG:
-    """Run a block with every RNG seeded to ``seed`` and restore them afterwards, so that
-    evaluation (e.g. random masking in an MLM collate) is the same each time and leaves
-    the training run's randomness untouched."""
+    """Run a block with every global RNG seeded to ``seed`` and restore them afterwards."""
 
     def __init__(self, seed: int):
         self.seed = seed
 
     def __enter__(self):
-        self.saved = _rng_state()
-        torch.manual_seed(self.seed)
-        random.seed(self.seed)
         import numpy as np
 
+        self.saved = rng_state()
+        torch.manual_seed(self.seed)
+        random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
 
     def __exit__(self, *exc):
-        _set_rng_state(self.saved)
+        set_rng_state(self.saved)
         return False
 
 
 # --- evaluation ------------------------------------------------------------------------
 
 
-def _autocast(device: torch.device, precision: str):
+def _use_bf16(device: torch.device, precision: str) -> bool:
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}")
-    use_bf16 = precision == "bf16" or (
+    return precision == "bf16" or (
         precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
     )
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+
+def _autocast(device: torch.device, precision: str):
+    """bf16 autocast where ``precision`` asks for it (see ``fit``), else a no-op context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(device, precision))
 
 
 def _loss_of(model, batch, loss_fn):
@@ -456,33 +387,58 @@ def _loss_of(model, batch, loss_fn):
     return loss, metrics
 
 
+def _eval_collate(collate_fn, seed: int):
+    """The collate evaluation uses: a fixed-seed fork of a random collator, so every
+    evaluation draws the same masks and the training collator's stream is untouched."""
+    if collate_fn is None:
+        return None
+    if hasattr(collate_fn, "fork"):
+        return collate_fn.fork(seed)
+    if hasattr(collate_fn, "state_dict"):  # a private generator without fork(): leave it alone
+        return copy.deepcopy(collate_fn)
+    return collate_fn  # stateless, or the global RNG, which _ForkedRNG seeds and restores
+
+
+def _eval_loader(eval_data, collate_fn, batch_size: int, seed: int, pin_memory: bool = False):
+    """An unshuffled loader over ``eval_data`` whose collate is a fixed-seed fork."""
+    if isinstance(eval_data, torch.utils.data.DataLoader):
+        forked = _eval_collate(eval_data.collate_fn, seed)
+        if forked is eval_data.collate_fn:
+            return eval_data
+        loader = copy.copy(eval_data)
+        loader.collate_fn = forked
+        return loader
+    return make_loader(eval_data, batch_size, shuffle=False, collate_fn=_eval_collate(collate_fn, seed),
+                       pin_memory=pin_memory)
+
+
 @torch.no_grad()
 def evaluate(model, eval_data, *, collate_fn=None, batch_size=32, max_batches=None,
              loss_fn=None, device=None, precision="auto", seed=0) -> float:
     """Mean loss of ``model`` over ``eval_data`` (the mean of per-batch losses).
 
-    Runs in eval mode (no dropout) under ``no_grad`` with every RNG seeded by ``seed`` and
-    restored afterwards, so a random objective (MLM masking) is scored on the same masks
-    each time. ``max_batches`` caps the number of batches (the first ones, unshuffled).
-    The model's train/eval mode is restored.
+    eval_data: a tensor, dict of tensors, list or Dataset (batched by ``batch_size``,
+    unshuffled, collated by ``collate_fn``) or a DataLoader. Runs in eval mode (no dropout)
+    under ``no_grad``. Randomness is fixed by ``seed``: a random collator (``MLMCollator``,
+    ``UniLMMixture``) is replaced by ``collate_fn.fork(seed)`` and the global RNGs are
+    seeded and restored afterwards, so each call scores the same masks and the training
+    run's random stream is untouched. ``max_batches`` caps the number of batches (the
+    first ones). The model's train/eval mode is restored.
     """
     device = _resolve_device(device, model)
-    loader = eval_data if isinstance(eval_data, torch.utils.data.DataLoader) else _make_loader(
-        eval_data, batch_size, collate_fn, False, 0, device.type == "cuda")[0]
-    was_training = model.training
-    model.eval()
+    loader = _eval_loader(eval_data, collate_fn, batch_size, seed)
+    limits = _model_limits(model)
     total, n = None, 0
-    try:
-        with _ForkedRNG(seed):
-            for i, batch in enumerate(loader):
-                if max_batches is not None and i >= max_batches:
-                    break
-                with _autocast(device, precision):
-                    loss, _ = _loss_of(model, _to_device(batch, device), loss_fn)
-                total = loss.detach().float() if total is None else total + loss.detach().float()
-                n += 1
-    finally:
-        model.train(was_training)
+    with eval_mode(model), _ForkedRNG(seed):
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            batch = _as_dict(batch)
+            _check_fits(batch, limits)
+            with _autocast(device, precision):
+                loss, _ = _loss_of(model, _to_device(batch, device), loss_fn)
+            total = loss.detach().float() if total is None else total + loss.detach().float()
+            n += 1
     if n == 0:
         raise ValueError("evaluation data yields no batch")
     return float(total / n)
@@ -491,145 +447,493 @@ def evaluate(model, eval_data, *, collate_fn=None, batch_size=32, max_batches=No
 def _resolve_device(device, model) -> torch.device:
     if isinstance(device, torch.device):
         return device
-    if device is None:
-        from ssledu import get_device
-
-        return get_device()
     from ssledu import get_device
 
-    return get_device(str(device))
+    return get_device() if device is None else get_device(str(device))
 
 
-# --- feedback: progress bar and live plot ----------------------------------------------
+# --- logging ---------------------------------------------------------------------------
 
 
-def _in_notebook() -> bool:
-    """True inside a Jupyter kernel (JupyterLab, Colab, VS Code), False in a terminal."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    if shell is None:
-        return False
-    names = {cls.__name__ for cls in type(shell).__mro__}
-    return "ZMQInteractiveShell" in names or "IPKernelApp" in getattr(shell, "config", {})
-
-
-def _draw_history(ax, history: History, title: str):
-    steps = [s["step"] for s in history.steps]
-    ax.plot(steps, [s["loss"] for s in history.steps], lw=1, label="train")
-    if history.evals:
-        ax.plot([e["step"] for e in history.evals], [e["val_loss"] for e in history.evals],
-                "o-", ms=4, label="validation")
-    last = f" (step {steps[-1]}, loss {history.steps[-1]['loss']:.3f})" if steps else ""
-    ax.set_title(title + last)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (nats per token)")
-    ax.grid(alpha=0.3)
-    if history.steps or history.evals:
-        ax.legend(loc="upper right")
-
-
-class _LivePlot:
-    """One figure in the notebook output, redrawn in place at most every ``every_s``."""
-
-    def __init__(self, every_s: float = 2.0):
-        from IPython.display import display
-
-        self.base_s = self.every_s = every_s
-        self.last = 0.0
-        self.handle = display(self._image(History()), display_id=True)
-
-    @staticmethod
-    def _image(history: History):
-        import io
-
-        from IPython.display import Image
-
-        buf = io.BytesIO()
-        history.plot().savefig(buf, format="png", dpi=80)
-        return Image(data=buf.getvalue(), format="png")
-
-    def update(self, history: History, force: bool = False):
-        now = time.perf_counter()
-        if force or now - self.last >= self.every_s:
-            if self.handle is not None:
-                self.handle.update(self._image(history))
-            done = time.perf_counter()
-            # Drawing costs ~0.1 s: keep it under ~2 % of the run even on a slow machine.
-            self.every_s = max(self.base_s, 50 * (done - now))
-            self.last = done
-
-
-# --- checkpoints -----------------------------------------------------------------------
-
-
-def _write_checkpoint(path: Path, model, state: dict) -> Path:
-    """Write ``save_pretrained`` files + trainer_state.pt to ``path`` atomically.
-
-    Everything goes to a temporary sibling folder first, which then replaces ``path`` with
-    ``os.replace``: a crash leaves either the previous checkpoint or the new one, never a
-    half-written folder (at worst the previous one under ``.<name>.old-<pid>``).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    old = None
-    try:
-        os.chmod(tmp, 0o755)
-        model.save_pretrained(tmp)
-        torch.save(state, tmp / _STATE_FILE)
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
-def _find_checkpoint(path) -> Path:
-    path = Path(path)
-    if (path / _STATE_FILE).exists():
-        return path
-    olds = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if olds and (olds[-1] / _STATE_FILE).exists():
-        warnings.warn(f"{path} is incomplete; resuming from the previous checkpoint {olds[-1]}")
-        return olds[-1]
-    raise FileNotFoundError(
-        f"no checkpoint at {path} (expected {_STATE_FILE} beside the model files); pass the "
-        "checkpoint_dir of an earlier fit(...) run"
+def _nan_message(step: int, value: float, last_good: dict, lr: float, what: str = "loss",
+                 applied: bool = False) -> str:
+    prev = (f"the last finite loss was {last_good['loss']:.4f} at step {last_good['step']}"
+            if last_good.get("loss") is not None else "no step had a finite loss yet")
+    where = ("It was noticed at a logging point after the update, so the weights may hold "
+             "NaNs: reload the last checkpoint." if applied else "Training stopped before the "
+             "weights took the bad step.")
+    return (
+        f"{what} is {value} at step {step}; {prev}. {where} Try a lower learning rate "
+        f"(lr={lr:g} -> {lr / 3:.2g}), a longer warmup, or check the batch for labels that "
+        f"are all {IGNORE_INDEX}"
     )
 
 
-def _load_weights(model, folder: Path):
-    """Load a save_pretrained folder's weights into ``model`` in place."""
-    from safetensors.torch import load_file
+class _StepLog:
+    """Per-step losses -> History records, one per ``log_every`` steps.
 
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no .safetensors weights in {folder}")
-    state = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    loaded = {p.data_ptr() for name, p in model.state_dict().items() if name in state}
-    params = model.state_dict()
-    untied = [k for k in missing if params[k].data_ptr() not in loaded]
-    if untied or unexpected:
-        raise ValueError(
-            f"the checkpoint in {folder} does not fit this model (missing: {untied[:5]}, "
-            f"unexpected: {list(unexpected)[:5]}); build the model with the same builder, "
-            "preset and overrides as the run that wrote it"
-        )
+    ``add`` keeps the step's loss and gradient norm as tensors (on a GPU: no host sync);
+    ``flush`` reads them all at once (a logging point), checks that they are finite,
+    naming the first bad step, and closes the log windows that ended.
+    """
+
+    def __init__(self, history: "History", log_every: int, stop_at: int | None, lr: float,
+                 deferred: bool):
+        self.history, self.log_every, self.stop_at, self.lr = history, log_every, stop_at, lr
+        self.deferred = deferred  # True: the update was applied before the check (GPU)
+        self.pending = []  # (step, loss, grad_norm, lr, tokens, seconds, metrics, tags, elapsed)
+        self.last_good = {"step": 0, "loss": history.final_loss}
+        if history.steps:
+            self.last_good["step"] = history.steps[-1]["step"]
+        self._new_window()
+
+    def _new_window(self):
+        self.window = {"loss": 0.0, "n": 0, "tokens": 0.0, "t": 0.0, "metrics": {}, "tags": {}}
+
+    def add(self, step, loss, grad_norm, lr, tokens, seconds, metrics, tags, elapsed_s):
+        self.pending.append((step, loss, grad_norm, lr, tokens, seconds, metrics, tags, elapsed_s))
+
+    def flush(self, final: bool = False) -> None:
+        if self.pending:
+            # one device-to-host copy for the whole group: the only sync of these steps
+            values = torch.stack([torch.stack([p[1].float(), p[2].to(p[1].device).float()])
+                                  for p in self.pending]).tolist() if self.deferred else None
+        for i, (s, loss, gn, lr_s, tokens, dur, metrics, tags, elapsed) in enumerate(self.pending):
+            value, norm = values[i] if values is not None else (float(loss), float(gn))
+            for what, v in (("loss", value), ("gradient norm", norm)):
+                if not math.isfinite(v):
+                    del self.pending[: i]
+                    raise FloatingPointError(_nan_message(s, v, self.last_good, self.lr, what,
+                                                          applied=self.deferred))
+            self.last_good.update(step=s, loss=value, lr=lr_s)
+            w = self.window
+            w["loss"] += value
+            w["n"] += 1
+            w["tokens"] += float(tokens)
+            w["t"] += dur
+            for k, v in {**metrics, "grad_norm": norm}.items():
+                w["metrics"][k] = w["metrics"].get(k, 0.0) + float(v)
+            for k, v in tags.items():
+                w["tags"][k] = v if w["tags"].get(k, v) == v else "mixed"
+            if s % self.log_every == 0 or s == self.stop_at:
+                self._record(s, lr_s, elapsed)
+        self.pending.clear()
+        if final and self.window["n"]:  # close the last, partial log window
+            self._record(self.last_good["step"], self.last_good.get("lr", self.lr), None)
+
+    def _record(self, step, lr, elapsed):
+        w, n = self.window, self.window["n"]
+        record = {"step": step, "loss": w["loss"] / n, "lr": lr,
+                  "tokens_per_s": w["tokens"] / max(w["t"], 1e-9),
+                  "elapsed_s": elapsed if elapsed is not None else self._elapsed()}
+        record.update({k: v / n for k, v in w["metrics"].items()})
+        record.update(w["tags"])
+        self.history.steps.append(record)
+        self._new_window()
+
+    def _elapsed(self):
+        return self.history.steps[-1]["elapsed_s"] if self.history.steps else 0.0
 
 
-# --- the loop --------------------------------------------------------------------------
+# --- arguments -------------------------------------------------------------------------
+
+
+def _check_number(name, value, *, positive=True, allow_none=False, example="1e-3"):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number such as {example}; got {value!r} "
+                        f"({type(value).__name__})" + (": write it without quotes"
+                                                       if isinstance(value, str) else ""))
+    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'zero or more'}; got "
+                         f"{value!r} (e.g. {name}={example})")
+
+
+def _check_int(name, value, *, allow_none: bool):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}; "
+                         f"got {value!r}")
+
+
+def _check_fit_args(a: dict) -> None:
+    """Every argument of fit checked before any training (the names are fit's)."""
+    if a["max_steps"] is None and a["max_seconds"] is None and a["epochs"] is None:
+        raise ValueError("give a budget: max_steps=..., max_seconds=... or epochs=... (or several)")
+    for name in ("max_steps", "epochs", "eval_every", "eval_batches", "checkpoint_every",
+                 "warmup_steps"):
+        if name == "warmup_steps" and a[name] == 0:
+            continue
+        _check_int(name, a[name], allow_none=True)
+    for name in ("batch_size", "grad_accum", "log_every"):
+        _check_int(name, a[name], allow_none=False)
+    _check_number("lr", a["lr"], example="1e-3")
+    _check_number("max_seconds", a["max_seconds"], allow_none=True, example="60")
+    _check_number("weight_decay", a["weight_decay"], positive=False, example="0.01")
+    _check_number("clip_norm", a["clip_norm"], allow_none=True, example="1.0")
+    if a["live_plot"] not in ("auto", True, False):
+        raise ValueError(f"live_plot must be 'auto', True or False; got {a['live_plot']!r}")
+    if a["precision"] not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}; got {a['precision']!r}")
+    if a["checkpoint_every"] is not None and a["checkpoint_dir"] is None:
+        raise ValueError("checkpoint_every needs checkpoint_dir= (the folder to write to)")
+    if a["resume_from"] is True and a["checkpoint_dir"] is None:
+        raise ValueError("resume_from=True resumes from checkpoint_dir; give checkpoint_dir=")
+    if a["eval_every"] is not None and a["eval_data"] is None:
+        raise ValueError("eval_every needs eval_data= (the data to evaluate on)")
+    for cb in a["callbacks"]:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables taking a FitState; got {cb!r}")
+
+
+# --- one run: what fit builds, then the loop -------------------------------------------
+
+
+class _Run:
+    """The objects of one ``fit`` call and the steps of its loop, each a short method."""
+
+    def __init__(self, model, train_data, a: dict):
+        self.a = a
+        self.model = model
+        self.device = _resolve_device(a["device"], model)
+        self.cuda = self.device.type == "cuda"
+        if a["seed"] is not None:
+            from ssledu import seed_everything
+
+            seed_everything(a["seed"])
+        self.data_seed = 0 if a["seed"] is None else a["seed"]
+        model.to(self.device)
+        self.forward_model = torch.compile(model) if a["compile"] else model
+        self.limits = _model_limits(model)
+        bf16 = _use_bf16(self.device, a["precision"])  # asked once, not at every batch
+        self.autocast = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
+
+        # data: one seeded, resumable stream; evaluation on a fixed-seed fork of the collate
+        loader = train_data if isinstance(train_data, torch.utils.data.DataLoader) else make_loader(
+            train_data, a["batch_size"], shuffle=a["shuffle"], seed=self.data_seed,
+            collate_fn=a["collate_fn"] or _default_collate, pin_memory=self.cuda)
+        self.collate = loader.collate_fn
+        self.eval_loader = None
+        if a["eval_data"] is not None:
+            self.eval_loader = _eval_loader(a["eval_data"], a["collate_fn"] or _default_collate,
+                                            a["batch_size"], self.data_seed, self.cuda)
+        self.stream = BatchStream(loader)
+        self.total_steps = a["max_steps"]
+        if a["epochs"] is not None and self.stream.batches_per_epoch is not None:
+            by_epochs = max(1, a["epochs"] * self.stream.batches_per_epoch // a["grad_accum"])
+            self.total_steps = by_epochs if self.total_steps is None else min(self.total_steps, by_epochs)
+        self.stream.max_epochs = a["epochs"] if self.total_steps is None else None
+
+        self.optimizer, self.scheduler, self.clock = self._optimizer()
+        self.history = History()
+        self.step, self.train_s = 0, 0.0
+        self.stop = self.in_update = False
+        if a["checkpoint_dir"] is not None:
+            ckpt.check_writable(a["checkpoint_dir"])  # fail now, not after all the training
+            ckpt.clean_orphans(a["checkpoint_dir"], keep_old=True)
+        if a["resume_from"] is not None and a["resume_from"] is not False:
+            self._resume()
+        self.log = _StepLog(self.history, a["log_every"], self.total_steps, a["lr"], deferred=self.cuda)
+        # On a GPU the losses are read in groups, at logging points, never every step.
+        self.flush_every_s = 0.0 if not self.cuda else 0.5
+        self.last_flush = time.perf_counter()
+        self.t_start = time.perf_counter() - (self.history.evals[-1]["wall_s"] if self.history.evals
+                                              else self.train_s)
+        self.snap = self.snapshot()
+        self._feedback()
+
+    # ---- construction
+    def _optimizer(self):
+        a = self.a
+        groups = param_groups(self.model, a["weight_decay"], decay_embeddings=a["decay_embeddings"])
+        extra = {"fused": True} if self.cuda else {}
+        optimizer = torch.optim.AdamW(groups, lr=a["lr"], betas=tuple(a["betas"]), **extra)
+        clock = None
+        if self.total_steps is not None:
+            from transformers import get_cosine_schedule_with_warmup
+
+            warmup = a["warmup_steps"]
+            warm = warmup if warmup is not None else min(100, int(0.05 * self.total_steps))
+            scheduler = get_cosine_schedule_with_warmup(optimizer, warm, self.total_steps)
+        elif a["max_seconds"] is not None:
+            clock = _ClockCosine(a["max_seconds"], a["warmup_steps"])
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, clock)
+        else:  # epochs over a loader without a length: warmup, then constant
+            warm = a["warmup_steps"] if a["warmup_steps"] is not None else 100
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, s / max(1, warm)))
+        return optimizer, scheduler, clock
+
+    def _feedback(self):
+        a = self.a
+        notebook = _in_notebook()
+        self.plot = None
+        if a["live_plot"] is True or (a["live_plot"] == "auto" and notebook):
+            vocab = self.limits[0]
+            ref = math.log(vocab) if vocab and a["loss_fn"] is None else None
+            try:
+                self.plot = LivePlot(self.total_steps, reference=ref, notebook=True,
+                                     reference_label=None if ref is None else
+                                     f"ln |V| = {ref:.2f} (a uniform guess)")
+            except ImportError:
+                self.plot = None
+        self.progress = Progress(self.total_steps, initial=self.step, notebook=notebook) \
+            if a["progress"] else None
+
+    def _config(self) -> dict:
+        return {k: (list(self.a[k]) if k == "betas" else self.a[k]) for k in _FIXED_ON_RESUME + _BUDGET}
+
+    def _resume(self):
+        a = self.a
+        if a["resume_from"] is True:
+            folder = ckpt.find_checkpoint(a["checkpoint_dir"])
+            if folder is None:
+                return  # nothing written yet: a fresh start
+        else:
+            folder = ckpt.find_checkpoint(a["resume_from"], required=True)
+        state = ckpt.load_checkpoint(folder, self.model, required_keys=(
+            "step", "train_s", "optimizer", "scheduler", "position", "rng", "history"))
+        self._check_config(state.get("config") or {}, folder)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.train_s = state["step"], state["train_s"]
+        self.history.steps = list(state["history"]["steps"])
+        self.history.evals = list(state["history"]["evals"])
+        if hasattr(self.collate, "load_state_dict") and state.get("collate") is not None:
+            self.collate.load_state_dict(state["collate"])
+        self.stream.load_state_dict(state["position"])
+        set_rng_state(state["rng"])  # after the data stream replayed its epoch start
+
+    def _check_config(self, saved: dict, folder):
+        now = self._config()
+        changed = [k for k in _FIXED_ON_RESUME if k in saved and saved[k] != now[k]]
+        if changed:
+            what = ", ".join(f"{k}={saved[k]!r} there, {now[k]!r} here" for k in changed)
+            raise ValueError(
+                f"the checkpoint {folder} was trained with other settings ({what}); the "
+                "optimizer state would keep the old values silently. Pass the checkpoint's "
+                "values to continue it, or start a new run without resume_from= to use new ones"
+            )
+        moved = [k for k in _BUDGET if k in saved and saved[k] != now[k]]
+        if moved:
+            what = ", ".join(f"{k}={saved[k]!r} -> {now[k]!r}" for k in moved)
+            warnings.warn(f"resuming {folder} with another budget ({what}): the learning-rate "
+                          "schedule is recomputed for the new budget from this step on, so the "
+                          "run differs from one that had this budget from the start", stacklevel=4)
+
+    # ---- the steps of the loop
+    def budget_reached(self) -> str | None:
+        """Why to stop before the next step (None: go on)."""
+        a = self.a
+        if self.total_steps is not None and self.step >= self.total_steps:
+            return "max_steps" if a["max_steps"] is not None and self.step >= a["max_steps"] else "epochs"
+        if a["max_seconds"] is not None and self.train_s >= a["max_seconds"]:
+            return "max_seconds"
+        return None
+
+    def next_batches(self) -> list[dict]:
+        """Up to ``grad_accum`` batches (fewer when the last epoch ends)."""
+        batches = []
+        for _ in range(self.a["grad_accum"]):
+            batch = self.stream.next()
+            if batch is None:
+                break
+            batches.append(batch)
+        return batches
+
+    def forward_backward(self, batches):
+        """Backpropagate the mean loss of the batches; return (loss tensor, metrics, tokens, tags)."""
+        total, metrics, tokens, tags = None, {}, 0, {}
+        for batch in batches:
+            tags.update(_tags(batch))
+            batch = _as_dict(batch)
+            _check_fits(batch, self.limits)
+            tokens += _count_tokens(batch)
+            with self.autocast():
+                loss, m = _loss_of(self.forward_model, _to_device(batch, self.device), self.a["loss_fn"])
+            if not self.cuda:  # on the CPU reading the loss costs nothing: stop before backward
+                self._check_finite(loss, "loss")
+            # each micro-batch weighs 1/grad_accum: a short last step keeps the same scale
+            (loss / self.a["grad_accum"]).backward()
+            total = loss.detach() if total is None else total + loss.detach()
+            for k, v in m.items():
+                metrics[k] = metrics.get(k, 0.0) + (v.detach() if isinstance(v, torch.Tensor) else v)
+        n = len(batches)
+        return total / n, {k: v / n for k, v in metrics.items()}, tokens, tags
+
+    def clip_gradients(self) -> torch.Tensor:
+        """Gradient norm before clipping (a tensor: no host sync)."""
+        clip = self.a["clip_norm"]
+        norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip) if clip is not None
+                else _grad_norm(self.model))
+        if not self.cuda:
+            self._check_finite(norm, "gradient norm")
+        return norm
+
+    def _check_finite(self, value: torch.Tensor, what: str):
+        v = float(value.detach())
+        if not math.isfinite(v):
+            self.log.flush()
+            raise FloatingPointError(_nan_message(self.step + 1, v, self.log.last_good, self.a["lr"], what))
+
+    def update(self, t0: float) -> float:
+        """AdamW step, clear the gradients, advance the schedule; return the step's seconds."""
+        self.in_update = True  # Ctrl-C now would leave half-updated weights: save nothing
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        seconds = time.perf_counter() - t0
+        self.train_s += seconds
+        if self.clock is not None:
+            self.clock.elapsed_s = self.train_s  # the clock schedule follows training time
+        self.scheduler.step()
+        self.step += 1
+        if self.a["checkpoint_dir"] is not None:  # the state after this step, for Ctrl-C
+            self.snap = self.snapshot()
+        self.in_update = False
+        return seconds
+
+    def after_step(self, loss):
+        """Logging point, progress, plot, callbacks, evaluation, checkpoint."""
+        a, now = self.a, time.perf_counter()
+        if now - self.last_flush >= self.flush_every_s:
+            self.log.flush()
+            self.last_flush = now
+        if self.progress is not None and self.history.steps:
+            last = self.history.steps[-1]
+            self.progress.update(self.step, loss=last["loss"], tokens_per_s=last["tokens_per_s"],
+                                 elapsed_s=self.train_s)
+        if self.plot is not None and self.history.steps:
+            self.plot.update(self.history)
+        self._callbacks(FitState("step", self.step, self.model, self.optimizer, self.scheduler,
+                                 self.history, _loss=loss))
+        if a["eval_every"] is not None and self.step % a["eval_every"] == 0:
+            record = self.run_eval()
+            self._callbacks(FitState("eval", self.step, self.model, self.optimizer, self.scheduler,
+                                     self.history, last_eval=record, _loss=loss))
+        if a["checkpoint_every"] is not None and self.step % a["checkpoint_every"] == 0:
+            self.save()  # the state now, after the evaluation and callbacks of this step
+
+    def _callbacks(self, state: FitState):
+        for cb in self.a["callbacks"]:
+            cb(state)
+        self.stop |= state.stop
+
+    def run_eval(self) -> dict:
+        self.log.flush()
+        a = self.a
+        val = evaluate(self.model, self.eval_loader, max_batches=a["eval_batches"], loss_fn=a["loss_fn"],
+                       device=self.device, precision=a["precision"], seed=self.data_seed)
+        record = {"step": self.step, "val_loss": val}
+        if a["eval_fn"] is not None:
+            with eval_mode(self.model), torch.no_grad(), _ForkedRNG(self.data_seed):
+                record.update(a["eval_fn"](self.model, _eval_loader(
+                    self.eval_loader, None, a["batch_size"], self.data_seed)) or {})
+        record.update(elapsed_s=self.train_s, wall_s=time.perf_counter() - self.t_start)
+        self.history.evals.append(record)
+        return record
+
+    # ---- checkpoints
+    def snapshot(self) -> dict:
+        """What continues the run exactly from here (the weights and optimizer are saved live)."""
+        return {
+            "format": 2,
+            "step": self.step,
+            "train_s": self.train_s,
+            "position": self.stream.state_dict(),
+            "rng": rng_state(),
+            "collate": self.collate.state_dict() if hasattr(self.collate, "state_dict") else None,
+            "config": self._config(),
+        }
+
+    def save(self, snap: dict | None = None):
+        """Write a checkpoint of the state now (or of ``snap``); keep the History on failure."""
+        self.log.flush()
+        state = dict(snap or self.snapshot(), optimizer=self.optimizer.state_dict(),
+                     scheduler=self.scheduler.state_dict(),
+                     history={"steps": list(self.history.steps), "evals": list(self.history.evals)})
+        try:
+            self.history.checkpoint = str(ckpt.save_checkpoint(self.a["checkpoint_dir"], self.model, state))
+        except OSError as err:
+            new = ckpt._with_message(err, f"{err.args[-1]}. Training stopped at step {self.step}; "
+                                     "the History of the run so far is attached to this error "
+                                     "as err.history")
+            new.history = self.history
+            raise new from err
+
+    def finish(self):
+        """After the last step: close the log, evaluate at the end, write the last checkpoint."""
+        self.log.flush(final=True)
+        if self.eval_loader is not None and (not self.history.evals
+                                             or self.history.evals[-1]["step"] != self.step):
+            self.run_eval()
+        if self.a["checkpoint_dir"] is not None:
+            self.save()
+
+    def close_feedback(self):
+        if self.progress is not None:
+            if self.history.steps:
+                last = self.history.steps[-1]
+                self.progress.update(self.step, loss=last["loss"], tokens_per_s=last["tokens_per_s"],
+                                     elapsed_s=self.train_s, force=False)
+            self.progress.close(self.history.stopped)
+        if self.plot is not None:
+            self.plot.close(self.history)
+
+
+def _train_loop(run: _Run) -> History:
+    """The loop of ``fit``: one optimizer step per turn, then what follows a step."""
+    history, model = run.history, run.model
+    model.train()
+    try:
+        while (reason := run.budget_reached()) is None:
+            t0 = time.perf_counter()
+            batches = run.next_batches()  # grad_accum batches from the resumable stream
+            if not batches:
+                reason = "epochs"
+                break
+            loss, metrics, tokens, tags = run.forward_backward(batches)
+            grad_norm = run.clip_gradients()
+            lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses
+            seconds = run.update(t0)  # AdamW step, schedule, step += 1
+            run.log.add(run.step, loss, grad_norm, lr, tokens, seconds, metrics, tags, run.train_s)
+            run.after_step(loss)  # log point, progress, plot, callbacks, evaluation, checkpoint
+            if run.stop:
+                reason = "callback"
+                break
+        history.stopped = reason
+        run.finish()  # close the log, final evaluation, final checkpoint
+    except KeyboardInterrupt:
+        history.stopped = "interrupted"
+        try:
+            run.log.flush(final=True)
+        except FloatingPointError:
+            pass
+        if run.a["checkpoint_dir"] is not None and run.in_update:
+            warnings.warn("interrupted during a parameter update: no checkpoint written now; "
+                          f"the last one is {history.checkpoint}")
+        elif run.a["checkpoint_dir"] is not None:
+            run.save(run.snap)  # the state after the last whole step; a step in progress is dropped
+    except FloatingPointError as err:
+        err.history = history
+        raise
+    finally:
+        run.close_feedback()
+        model.eval()
+    return history
+
+
+def _default_collate(examples):
+    """Stack examples; a plain tensor batch becomes ``{"input_ids": batch}``."""
+    return _as_dict(torch.utils.data.default_collate(examples))
+
+
+def _grad_norm(model) -> torch.Tensor:
+    """L2 norm of all gradients together (what clip_grad_norm_ measures)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 def fit(
@@ -686,26 +990,36 @@ def fit(
     transformers schedule gives step 1 a rate of 0 when warming up.
 
     Loss: ``model(**batch).loss`` or ``loss_fn(model, batch)`` -> loss or (loss, metrics).
-    A NaN/inf loss raises ``FloatingPointError`` naming the step (before the weights see it
-    on the CPU). Evaluation: every ``eval_every`` steps and at the end, the mean loss over
-    ``eval_batches`` batches of ``eval_data`` (see :func:`evaluate`), plus
+    A NaN/inf loss raises ``FloatingPointError`` naming the step (on the CPU before the
+    weights see it; on a GPU at the next logging point, since reading the loss every step
+    would stall the GPU). Token ids beyond the model's vocabulary or rows longer than its
+    positions raise a ValueError before the step. Evaluation: every ``eval_every`` steps and at the end, the mean loss over
+    ``eval_batches`` batches of ``eval_data`` (see :func:`evaluate`: a fixed-seed fork of a
+    random collate, so evaluating never changes the training losses), plus
     ``eval_fn(model, eval_loader) -> dict`` when given.
 
     Device and speed: ``device`` (default ``ssledu.get_device()``); ``precision`` "auto"
     (bf16 autocast on a CUDA GPU that supports it, else fp32) | "bf16" | "fp32";
     ``compile=True`` wraps the model in ``torch.compile``.
 
-    Feedback: a tqdm bar (``progress``) with loss and tokens/s; ``live_plot`` "auto" draws a
-    loss plot updated in place inside a notebook and nothing in a terminal.
+    Feedback (``ssledu.live``): ``progress`` shows ``step k/n | loss | tok/s | time``, in a
+    notebook as a line updated in place whose stored text is the final state, in a
+    terminal as a tqdm bar; ``live_plot`` "auto" draws a loss plot (axes of the budget,
+    ln |V| reference) updated about once a second inside a notebook, nothing in a terminal.
 
-    Checkpoints: with ``checkpoint_dir``, every ``checkpoint_every`` steps, on Ctrl-C and at
-    the end, the folder is (atomically) replaced by ``save_pretrained`` files +
-    ``trainer_state.pt``. ``resume_from=folder`` (or ``True``: ``checkpoint_dir``) restores
-    weights, optimizer, schedule, data position and RNG states and continues; the history
-    includes the earlier steps. Exact on the CPU when fit built the loader, or when a given
+    Checkpoints (``ssledu.checkpoint``): with ``checkpoint_dir`` (checked writable before
+    training), every ``checkpoint_every`` steps (after that step's evaluation), on Ctrl-C and
+    at the end, the folder is atomically replaced by ``save_pretrained`` files +
+    ``trainer_state.pt``; a failed save (full disk) raises an OSError naming the folder,
+    with the History attached as ``err.history``. ``resume_from=folder`` (or ``True``:
+    ``checkpoint_dir`` when it holds one; both fall back to the copy an interrupted save
+    left) restores weights, optimizer, schedule, data position, RNG and collator states and
+    continues; the history includes the earlier steps. Resuming with another
+    ``batch_size``, ``grad_accum``, ``lr``, ``weight_decay`` or ``betas`` is refused (the
+    optimizer state would keep the old ones); another budget gives a warning. Exact on the CPU when fit built the loader, or when a given
     DataLoader's order comes from its own seeded generator or the global RNG; a
     ``collate_fn`` with its own generator is restored if it has ``state_dict`` /
-    ``load_state_dict``. With only ``max_seconds`` the schedule depends on the clock, so
+    ``load_state_dict`` (``MLMCollator``, ``UniLMMixture`` do). With only ``max_seconds`` the schedule depends on the clock, so
     runs are not bit-for-bit repeatable.
 
     Callbacks: ``callback(state: FitState)`` after every step and evaluation; set
@@ -713,328 +1027,9 @@ def fit(
     torch / random / numpy at the start (dropout, random masking) and the data order.
     The model is left in eval mode.
     """
-    # ---- arguments
-    if max_steps is None and max_seconds is None and epochs is None:
-        raise ValueError("give a budget: max_steps=..., max_seconds=... or epochs=... (or several)")
-    for name, value in [("max_steps", max_steps), ("epochs", epochs), ("eval_every", eval_every),
-                        ("eval_batches", eval_batches), ("checkpoint_every", checkpoint_every)]:
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"{name} must be a positive integer or None; got {value!r}")
-    for name, value in [("batch_size", batch_size), ("grad_accum", grad_accum), ("log_every", log_every)]:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    if max_seconds is not None and not max_seconds > 0:
-        raise ValueError(f"max_seconds must be positive; got {max_seconds!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive; got {lr!r} (1e-3 is a good start for tiny models)")
-    if live_plot not in ("auto", True, False):
-        raise ValueError(f"live_plot must be 'auto', True or False; got {live_plot!r}")
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}")
-    if checkpoint_every is not None and checkpoint_dir is None:
-        raise ValueError("checkpoint_every needs checkpoint_dir= (the folder to write to)")
-    if resume_from is True:
-        if checkpoint_dir is None:
-            raise ValueError("resume_from=True resumes from checkpoint_dir; give checkpoint_dir=")
-        resume_from = checkpoint_dir if (Path(checkpoint_dir) / _STATE_FILE).exists() else None
-    callbacks = list(callbacks)
-    for cb in callbacks:
-        if not callable(cb):
-            raise TypeError(f"callbacks must be callables taking a FitState; got {cb!r}")
-
-    device = _resolve_device(device, model)
-    if seed is not None:
-        from ssledu import seed_everything
-
-        seed_everything(seed)
-    data_seed = 0 if seed is None else seed
-    model.to(device)
-    forward_model = torch.compile(model) if compile else model
-    cuda = device.type == "cuda"
-
-    loader, sampler = _make_loader(train_data, batch_size, collate_fn, shuffle, data_seed, cuda)
-    stream = _Stream(loader, sampler)
-    eval_loader = None
-    if eval_data is not None:
-        eval_loader = _make_loader(eval_data, batch_size, collate_fn, False, 0, cuda)[0]
-
-    # ---- step budget and schedule
-    total_steps = max_steps
-    if epochs is not None and stream.batches_per_epoch is not None:
-        by_epochs = max(1, epochs * stream.batches_per_epoch // grad_accum)
-        total_steps = by_epochs if total_steps is None else min(total_steps, by_epochs)
-    groups = param_groups(model, weight_decay, decay_embeddings=decay_embeddings)
-    extra = {"fused": True} if cuda else {}
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **extra)
-    if total_steps is not None:
-        from transformers import get_cosine_schedule_with_warmup
-
-        warm = warmup_steps if warmup_steps is not None else min(100, int(0.05 * total_steps))
-        scheduler = get_cosine_schedule_with_warmup(optimizer, warm, total_steps)
-        clock = None
-    elif max_seconds is not None:
-        clock = _ClockCosine(max_seconds, warmup_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, clock)
-    else:  # epochs over a loader without a length: warmup, then constant
-        warm = warmup_steps if warmup_steps is not None else 100
-        clock = None
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, s / max(1, warm)))
-
-    history = History()
-    step, train_s = 0, 0.0
-    collate_state = getattr(collate_fn, "state_dict", None)
-
-    # ---- resume
-    if resume_from is not None:
-        folder = _find_checkpoint(resume_from)
-        state = torch.load(folder / _STATE_FILE, map_location="cpu", weights_only=True)
-        _load_weights(model, folder)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, train_s = state["step"], state["train_s"]
-        history.steps, history.evals = list(state["history"]["steps"]), list(state["history"]["evals"])
-        if collate_state is not None and state.get("collate") is not None:
-            collate_fn.load_state_dict(state["collate"])
-        stream.restore(state["position"])
-        _set_rng_state(state["rng"])  # after the data stream replayed its epoch start
-
-    def snapshot() -> dict:
-        return {
-            "format": 1,
-            "step": step,
-            "train_s": train_s,
-            "position": stream.position(),
-            "rng": _rng_state(),
-            "collate": collate_fn.state_dict() if collate_state is not None else None,
-        }
-
-    def save(snap: dict):
-        state = dict(snap, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                     history={"steps": list(history.steps), "evals": list(history.evals)})
-        history.checkpoint = str(_write_checkpoint(Path(checkpoint_dir), model, state))
-
-    # ---- feedback
-    show_plot = live_plot is True or (live_plot == "auto" and _in_notebook())
-    plot = None
-    if show_plot:
-        try:
-            plot = _LivePlot()
-        except ImportError:
-            plot = None
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, leave=True)
-    bar_t = 0.0
-
-    # ---- logging state (on CUDA, losses stay on the GPU and are read in groups)
-    sync_every = 1 if not cuda else 16
-    pending = []  # (step, loss, lr, tokens, seconds, metrics)
-    window = {"loss": 0.0, "n": 0, "tokens": 0.0, "t": 0.0, "metrics": {}}
-    last_good = {"step": step, "loss": history.final_loss}
-    last_lr = [lr]
-    t_start = time.perf_counter() - (history.evals[-1]["wall_s"] if history.evals else train_s)
-
-    def flush(final: bool = False):
-        if cuda and pending:
-            values = torch.stack([p[1] for p in pending]).float().tolist()
-        else:
-            values = [p[1] for p in pending]
-        for (s, _, lr_s, tokens, dur, metrics), value in zip(pending, values):
-            last_lr[0] = lr_s
-            if not math.isfinite(value):
-                raise FloatingPointError(_nan_message(s, value, last_good, lr, applied=cuda))
-            last_good.update(step=s, loss=value)
-            window["loss"] += value
-            window["n"] += 1
-            window["tokens"] += float(tokens)
-            window["t"] += dur
-            for k, v in metrics.items():
-                window["metrics"][k] = window["metrics"].get(k, 0.0) + float(v)
-            if s % log_every == 0 or s == stop_at:
-                n = window["n"]
-                record = {"step": s, "loss": window["loss"] / n, "lr": lr_s,
-                          "tokens_per_s": window["tokens"] / max(window["t"], 1e-9),
-                          "elapsed_s": train_s - sum(p[4] for p in pending if p[0] > s)}
-                record.update({k: v / n for k, v in window["metrics"].items()})
-                history.steps.append(record)
-                window.update(loss=0.0, n=0, tokens=0.0, t=0.0, metrics={})
-        pending.clear()
-        if final and window["n"]:  # close the last, partial log window
-            n = window["n"]
-            record = {"step": last_good["step"], "loss": window["loss"] / n, "lr": last_lr[0],
-                      "tokens_per_s": window["tokens"] / max(window["t"], 1e-9), "elapsed_s": train_s}
-            record.update({k: v / n for k, v in window["metrics"].items()})
-            history.steps.append(record)
-            window.update(loss=0.0, n=0, tokens=0.0, t=0.0, metrics={})
-
-    def run_eval():
-        flush()
-        val = evaluate(model, eval_loader, max_batches=eval_batches, loss_fn=loss_fn,
-                       device=device, precision=precision, seed=data_seed)
-        record = {"step": step, "val_loss": val}
-        if eval_fn is not None:
-            was = model.training
-            model.eval()
-            try:
-                with torch.no_grad(), _ForkedRNG(data_seed):
-                    record.update(eval_fn(model, eval_loader) or {})
-            finally:
-                model.train(was)
-        record.update(elapsed_s=train_s, wall_s=time.perf_counter() - t_start)
-        history.evals.append(record)
-        return record
-
-    stop_at = total_steps  # the step whose record closes a log window
-    max_epochs = epochs if total_steps is None else None
-    model.train()
-    in_update = False
-    snap = snapshot() if checkpoint_dir is not None else None
-    try:
-        while True:
-            # ---- budget checks
-            if total_steps is not None and step >= total_steps:
-                history.stopped = "max_steps" if max_steps is not None and step >= max_steps else "epochs"
-                break
-            if max_seconds is not None and train_s >= max_seconds:
-                history.stopped = "max_seconds"
-                break
-            # ---- one optimizer step
-            t0 = time.perf_counter()
-            loss_sum, tokens, metrics_sum, n_micro = None, 0, {}, 0
-            for _ in range(grad_accum):
-                batch = stream.next(max_epochs)
-                if batch is None:
-                    break
-                n_micro += 1
-                batch = _as_dict(batch)
-                tokens = tokens + _count_tokens(batch)
-                batch = _to_device(batch, device)
-                with _autocast(device, precision):
-                    loss, metrics = _loss_of(forward_model, batch, loss_fn)
-                if not cuda and not math.isfinite(loss.item()):
-                    flush()
-                    raise FloatingPointError(_nan_message(step + 1, loss.item(), last_good, lr))
-                (loss / grad_accum).backward()  # a short last step keeps the same scale
-                detached = loss.detach()
-                loss_sum = detached if loss_sum is None else loss_sum + detached
-                for k, v in metrics.items():
-                    metrics_sum[k] = metrics_sum.get(k, 0.0) + (float(v) if not cuda else v)
-            if n_micro == 0:
-                history.stopped = "epochs"
-                break
-            if clip_norm is not None:
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-            else:
-                grad_norm = _grad_norm(model)
-            if not cuda:
-                grad_norm = grad_norm.item()
-                if not math.isfinite(grad_norm):
-                    flush()
-                    raise FloatingPointError(_nan_message(step + 1, grad_norm, last_good, lr,
-                                                          what="gradient norm"))
-            lr_now = optimizer.param_groups[0]["lr"]
-            in_update = True
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            dur = time.perf_counter() - t0
-            train_s += dur
-            if clock is not None:
-                clock.elapsed_s = train_s
-            scheduler.step()
-            step += 1
-            step_loss = loss_sum / n_micro
-            metrics_sum = {k: v / n_micro for k, v in metrics_sum.items()}
-            metrics_sum["grad_norm"] = grad_norm
-            pending.append((step, step_loss if cuda else step_loss.item(), lr_now, tokens, dur,
-                            metrics_sum))
-            if checkpoint_dir is not None:
-                snap = snapshot()
-            in_update = False
-            if len(pending) >= sync_every:
-                flush()
-
-            # ---- feedback, evaluation, callbacks, checkpoints
-            if bar is not None:
-                bar.update(1)
-                now = time.perf_counter()
-                if now - bar_t > 0.5 and history.steps:
-                    bar_t = now
-                    last = history.steps[-1]
-                    bar.set_postfix_str(f"loss {last['loss']:.3f} | {last['tokens_per_s']:,.0f} tok/s")
-            if plot is not None and history.steps:
-                plot.update(history)
-            stop_requested = False
-            if callbacks:
-                stop_requested = _call(callbacks, FitState("step", step, model, optimizer, scheduler,
-                                                           history, _loss=step_loss))
-            if eval_loader is not None and eval_every is not None and step % eval_every == 0:
-                record = run_eval()
-                if callbacks:
-                    stop_requested |= _call(callbacks, FitState("eval", step, model, optimizer,
-                                                                scheduler, history, last_eval=record,
-                                                                _loss=step_loss))
-            if checkpoint_every is not None and step % checkpoint_every == 0:
-                flush()
-                save(snap)
-            if stop_requested:
-                history.stopped = "callback"
-                break
-    except KeyboardInterrupt:
-        history.stopped = "interrupted"
-        try:
-            flush(final=True)
-        except FloatingPointError:
-            pass
-        if checkpoint_dir is not None:
-            if in_update:
-                warnings.warn("interrupted during a parameter update: no checkpoint written now; "
-                              f"the last one is {history.checkpoint}")
-            else:  # the state after the last completed step; a step in progress is dropped
-                save(snap)
-    except FloatingPointError as err:
-        err.history = history
-        model.eval()
-        raise
-    else:
-        flush(final=True)
-        if eval_loader is not None and (not history.evals or history.evals[-1]["step"] != step):
-            run_eval()
-        if checkpoint_dir is not None:
-            save(snapshot())
-    finally:
-        if bar is not None:
-            bar.close()
-        if plot is not None and history.steps:
-            plot.update(history, force=True)
-    model.eval()
-    return history
+    args = dict(locals())
+    _check_fit_args(args)
+    run = _Run(model, train_data, args)  # device, data stream, optimizer, resume, feedback
+    return _train_loop(run)
 
 
-def _grad_norm(model) -> torch.Tensor:
-    """L2 norm of all gradients together (what clip_grad_norm_ measures)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-
-
-def _call(callbacks, state: FitState) -> bool:
-    for cb in callbacks:
-        cb(state)
-    return state.stop
-
-
-def _nan_message(step: int, value: float, last_good: dict, lr: float, what: str = "loss",
-                 applied: bool = False) -> str:
-    prev = (f"the last finite loss was {last_good['loss']:.4f} at step {last_good['step']}"
-            if last_good.get("loss") is not None else "no step had a finite loss yet")
-    where = ("The GPU run noticed it a few steps later, so the weights may hold NaNs: reload "
-             "the last checkpoint." if applied else "Training stopped before the weights took "
-             "the bad step.")
-    return (
-        f"{what} is {value} at step {step}; {prev}. {where} Try a lower learning rate "
-        f"(lr={lr:g} -> {lr / 3:.2g}), a longer warmup, or check the batch for labels that "
-        "are all -100"
-    )

@@ -31,6 +31,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from ssledu.conventions import MASK_BLOCKED, in_notebook
+
 __all__ = [
     "DPI",
     "loss_curves",
@@ -45,6 +47,8 @@ __all__ = [
     "token_html",
     "colour_tokens",
     "TOKEN_PALETTE",
+    "grouped_bars",
+    "leak_change_maps",
 ]
 
 DPI = 90  # small stored outputs; still sharp at notebook width
@@ -60,13 +64,11 @@ def _render_figures_in_jupyter() -> None:
     load it now. Without the inline backend (e.g. ``%matplotlib widget``), a PNG
     formatter is registered directly.
     """
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+    if not in_notebook():
         return
+    from IPython import get_ipython
+
     shell = get_ipython()
-    if shell is None or getattr(shell, "kernel", None) is None:
-        return
     backend = matplotlib.get_backend()
     if "inline" in backend.lower():
         plt.switch_backend(backend)  # importing the backend module hooks it into IPython
@@ -199,6 +201,11 @@ def loss_curves(
     (e.g. the exact Bayes-optimal loss of toyworld). ``log_y`` puts the loss on a
     log axis.
     """
+    if runs is None or isinstance(runs, (str, bytes, int, float)):
+        raise TypeError(
+            f"runs must be a History, a DataFrame, a list of losses or a dict label -> run; "
+            f"got {type(runs).__name__} {str(runs)[:40]!r}. Pass e.g. loss_curves(history)"
+        )
     if isinstance(runs, Mapping):
         named = list(runs.items())
     else:
@@ -416,8 +423,7 @@ def attention_grid(
 # --------------------------------------------------------------------------- attention masks
 
 # Additive masks use a large negative number (torch.finfo(dtype).min, -1e4, -1e9 or
-# -inf) where attention is blocked; exp(-100) is already 0 in every float format.
-_BLOCKED_BELOW = -100.0
+# -inf) where attention is blocked: all at or below ssledu.conventions.MASK_BLOCKED.
 
 
 def allowed_positions(mask) -> np.ndarray:
@@ -425,7 +431,7 @@ def allowed_positions(mask) -> np.ndarray:
 
     Accepts boolean masks (True = may attend), integer 0/1 masks (1 = may attend,
     the ``attention_mask`` convention), float 0/1 masks, and additive float masks
-    (0 allowed, very negative or -inf blocked), of shape (Lq, Lk), (B, Lq, Lk) or
+    (0 allowed, <= -1e4 or -inf blocked), of shape (Lq, Lk), (B, Lq, Lk) or
     (B, 1, Lq, Lk); for the batched forms the first matrix is used. For XLNet's
     ``perm_mask`` (1 = cannot see) pass ``perm_mask == 0``.
     """
@@ -464,7 +470,7 @@ def allowed_positions(mask) -> np.ndarray:
             "float mask not understood: an additive mask has 0 where attention is allowed and "
             f"a large negative value where blocked, but this one contains {values.max():.4g}"
         )
-    return mask > _BLOCKED_BELOW
+    return mask > MASK_BLOCKED  # the threshold of ssledu.conventions.mask_allows
 
 
 _MASK_CMAP = ListedColormap(["#eeeeee", "#2b6cb0"])  # blocked, allowed
@@ -567,6 +573,8 @@ def _top_candidates(scores, tokenizer, k: int, from_logits: bool):
         )
     if tokenizer is None:
         raise ValueError("pass a tokenizer with logits so the ids can be shown as tokens")
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer (how many candidates to show); got {k!r}")
     if from_logits:
         v = np.exp(v - np.max(v))
         v = v / v.sum()
@@ -657,6 +665,12 @@ def embedding_projection(
     n = X.shape[0]
     if n < 3:
         raise ValueError(f"need at least 3 points to project; got {n}")
+    if not np.isfinite(X).all():
+        bad = int((~np.isfinite(X)).any(axis=1).sum())
+        raise ValueError(
+            f"X has NaN or inf in {bad} of {n} rows; a diverged model gives such features: "
+            "retrain with a lower learning rate, or drop those rows"
+        )
     if labels is not None:
         labels = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
         if labels.shape != (n,):
@@ -713,6 +727,9 @@ def embedding_projection(
 
 def _image_stack(images) -> np.ndarray:
     if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("no images to show: the list is empty; pass at least one (H, W) "
+                             "or (H, W, 3) image, or an (N, H, W) array")
         images = [_as_image_array(im) for im in images]
         if len({im.shape for im in images}) > 1:
             raise ValueError(f"images must share one shape; got {sorted({im.shape for im in images})}")
@@ -760,6 +777,8 @@ def image_grid(
     """
     arr = _image_stack(images)
     n = arr.shape[0]
+    if not isinstance(ncols, (int, np.integer)) or isinstance(ncols, bool) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer (images per row); got {ncols!r}")
     if titles is not None:
         titles = list(titles)
         if len(titles) != n:
@@ -954,3 +973,61 @@ def colour_tokens(tokens, tags, palette: Mapping | None = None, *, legend: bool 
     from IPython.display import HTML
 
     return HTML(token_html(tokens, tags, palette, legend=legend))
+
+
+def grouped_bars(frame, *, title: str, ylabel: str, xlabel: str = "", group_sizes: Mapping | None = None,
+                 fmt: str = "%.2f") -> Figure:
+    """One group of bars per row of a DataFrame, one bar per column, each bar labelled with its value.
+
+    frame: pandas DataFrame (rows = groups, e.g. position kinds; columns = series, e.g. views).
+    group_sizes: optional {row: count}, shown under each group's name ("free\\n(3986 words)").
+    """
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise ValueError(f"frame must have at least one row and one column; got shape {frame.shape}")
+    values = np.asarray(frame.values, dtype=float)
+    fig = _figure(8.5, 3.8)
+    ax = fig.add_subplot()
+    x, width = np.arange(len(frame.index)), 0.8 / len(frame.columns)
+    for k, col in enumerate(frame.columns):
+        bars = ax.bar(x + (k - (len(frame.columns) - 1) / 2) * width, values[:, k], width, label=str(col))
+        ax.bar_label(bars, fmt=fmt, fontsize="x-small")
+    names = [str(r) if group_sizes is None else f"{r}\n({group_sizes[r]} words)" for r in frame.index]
+    ax.set_xticks(x, names)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    top = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
+    ax.set_ylim(0, 1.2 * top if top > 0 else 1.0)  # room for the legend above the bars
+    ax.legend(fontsize="small", loc="upper center", ncol=len(frame.columns))
+    return fig
+
+
+def leak_change_maps(results: Mapping, tokens, *, title: str) -> Figure:
+    """Leak-test results side by side: log10 of how much query i moved when token j was replaced.
+
+    results: {name: dict from ``ssledu.objectives.prefix.leak_test``} (its ``change`` (L, L) and
+    ``leaks``). Cells that did not move at all are white, so a correct mask shows its blocked
+    pattern exactly; each panel's title counts its leaks.
+    """
+    if not results:
+        raise ValueError("results is empty; pass {name: prefix.leak_test(...)} for at least one mask")
+    fig = _figure(9, 3.6)
+    axes = np.atleast_1d(fig.subplots(1, len(results)))
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+    im = None
+    for ax, (name, res) in zip(axes, results.items()):
+        change = _to_numpy(res["change"]).astype(float)
+        if change.shape != (len(tokens), len(tokens)):
+            raise ValueError(f"{name}: change has shape {change.shape} but there are {len(tokens)} tokens")
+        # white = exactly 0: no tolerance, a leak of 1e-7 is still a leak
+        shown = np.ma.masked_where(change == 0, np.log10(np.where(change > 0, change, 1.0)))
+        im = ax.imshow(shown, cmap=cmap, vmin=-4, vmax=1)
+        ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize="x-small")
+        ax.set_yticks(range(len(tokens)), tokens, fontsize="x-small")
+        ax.set_title(f"{name}\n{len(res['leaks'])} leaks", fontsize="small")
+        ax.set_xlabel("replaced token j")
+    axes[0].set_ylabel("query position i")
+    fig.colorbar(im, ax=list(axes), label="log10 max |change of hidden state|", shrink=0.8)
+    fig.suptitle(title)
+    return fig

@@ -72,10 +72,10 @@ def test_packing_is_an_exact_cut_of_the_stream(separator_id):
     blocks = pack_blocks(docs, 4, separator_id=separator_id)
     assert blocks.dtype == torch.long and blocks.shape == (len(stream) // 4, 4)
     assert blocks.flatten().tolist() == stream[: blocks.numel()]
-    padded = pack_blocks(docs, 4, separator_id=separator_id, drop_remainder=False, pad_id=-1)
+    padded = pack_blocks(docs, 4, separator_id=separator_id, drop_remainder=False, pad_id=999)
     assert padded.shape[0] == -(-len(stream) // 4)
     flat = padded.flatten().tolist()
-    assert flat[: len(stream)] == stream and set(flat[len(stream) :]) <= {-1}
+    assert flat[: len(stream)] == stream and set(flat[len(stream) :]) <= {999}
 
 
 def test_packing_accepts_tensors_and_a_flat_list():

@@ -333,6 +333,171 @@ def test_unreachable_hub_fails_fast(monkeypatch):
     assert time.perf_counter() - start < 5
 
 
+_NET_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "SSLEDU_DATA_DIR", "HF_ENDPOINT", "NO_PROXY", "no_proxy",
+             *(f"{scheme}_{case}" for scheme in ("HTTPS", "HTTP", "ALL") for case in ("PROXY",)),
+             "https_proxy", "http_proxy", "all_proxy")
+
+
+@pytest.fixture
+def no_network_env(monkeypatch, tmp_path):
+    """A clean network environment, a short hub time limit and a private cache."""
+    for var in _NET_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SSLEDU_HUB_TIMEOUT", "1")
+    monkeypatch.setenv("SSLEDU_CACHE", str(tmp_path / "cache"))
+    return monkeypatch
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+def _http_server(status: int, body: bytes = b""):
+    """A local HTTP server answering every request (CONNECT included) with ``status``."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = do_CONNECT = _answer
+
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def proxy_404():
+    server = _http_server(404, b"not here")
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _assert_course_error(err, corpus: str):
+    msg = str(err.value)
+    assert isinstance(err.value, CorpusUnavailableError) and isinstance(err.value, ConnectionError)
+    assert "SSLEDU_DATA_DIR" in msg and f"{corpus}/" in msg, msg
+
+
+@pytest.mark.parametrize("corpus", ["ag_news", "tiny_shakespeare"])
+def test_a_source_that_never_answers_fails_within_the_time_limit(no_network_env, silent_server, corpus):
+    # ag_news asks HF_ENDPOINT; tiny_shakespeare's file is on GitHub, reached through the proxy.
+    no_network_env.setenv("HF_ENDPOINT", silent_server)
+    no_network_env.setenv("HTTPS_PROXY", silent_server)
+    start = time.perf_counter()
+    with pytest.raises(ConnectionError) as err:
+        load_corpus(corpus)
+    assert time.perf_counter() - start < 4, "the limit is SSLEDU_HUB_TIMEOUT = 1 s"
+    _assert_course_error(err, corpus)
+    assert "did not answer within 1 s" in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("corpus", ["ag_news", "tiny_shakespeare", "wikitext2"])
+def test_a_proxy_answering_404_is_the_course_error(no_network_env, proxy_404, corpus):
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        no_network_env.setenv(var, proxy_404)
+    start = time.perf_counter()
+    with pytest.raises(CorpusUnavailableError) as err:
+        load_corpus(corpus)
+    assert time.perf_counter() - start < 4
+    _assert_course_error(err, corpus)
+    assert "404" in str(err.value) and "proxy" in str(err.value)
+
+
+def test_hub_time_limit_default_and_bad_values(monkeypatch):
+    monkeypatch.delenv("SSLEDU_HUB_TIMEOUT", raising=False)
+    assert hub.hub_timeout() == hub.HUB_TIMEOUT_S == 15.0
+    for bad in ("soon", "0", "-3", "nan"):
+        monkeypatch.setenv("SSLEDU_HUB_TIMEOUT", bad)
+        with pytest.raises(ValueError, match="SSLEDU_HUB_TIMEOUT must be a number of seconds above 0"):
+            hub.hub_timeout()
+
+
+def test_a_failed_hub_download_after_the_probe_is_the_course_error(no_network_env):
+    # The hub answers the probe, then the download itself fails (here: a proxy error of requests).
+    import datasets
+
+    server = _http_server(200, b"{}")
+    no_network_env.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    # the error class of the HTTP client under datasets (requests, httpx, ... by version)
+    ProxyError = type("ProxyError", (Exception,), {"__module__": "requests.exceptions"})
+
+    def broken(*args, **kwargs):
+        raise ProxyError("Unable to connect to proxy")
+
+    no_network_env.setattr(datasets, "load_dataset", broken)
+    try:
+        with pytest.raises(CorpusUnavailableError, match="download failed: ProxyError") as err:
+            load_corpus("sst2")
+        _assert_course_error(err, "sst2")
+
+        def not_network(*args, **kwargs):  # a bug is not a network failure: it stays itself
+            raise KeyError("text")
+
+        no_network_env.setattr(datasets, "load_dataset", not_network)
+        with pytest.raises(KeyError):
+            load_corpus("sst2")
+    finally:
+        server.shutdown()
+
+
+def test_tiny_shakespeare_downloads_without_aiohttp_and_is_kept(no_network_env, tmp_path):
+    import dataclasses
+
+    text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 20
+    server = _http_server(200, text.encode("utf-8"))
+    url = f"http://127.0.0.1:{server.server_address[1]}/data/tinyshakespeare/input.txt"
+    corpus = dataclasses.replace(hub.HUB_CORPORA["tiny_shakespeare"], urls={"train": url})
+    no_network_env.setitem(hub.HUB_CORPORA, "tiny_shakespeare", corpus)
+    try:
+        ds = load_corpus("tiny_shakespeare")
+    finally:
+        server.shutdown()
+    cut = int(len(text) * 0.9)
+    assert ds["train"]["text"] == [text[:cut]] and ds["validation"]["text"] == [text[cut:]]
+    kept = tmp_path / "cache" / "hub" / "tiny_shakespeare" / "input.txt"
+    assert kept.read_text(encoding="utf-8") == text
+    # the server is gone: the kept copy is read without the network
+    assert load_corpus("tiny_shakespeare", split="validation")["text"] == [text[cut:]]
+
+
+def test_a_non_utf8_mirror_file_names_the_file_and_line(tmp_path):
+    (tmp_path / "wikitext2").mkdir()
+    (tmp_path / "wikitext2" / "test.txt").write_bytes("line one\nna\u00efve\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"test\.txt:2: byte 0xef .* not UTF-8.*re-save the file as UTF-8"):
+        load_corpus("wikitext2", data_dir=tmp_path)
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "dev.tsv").write_bytes("sentence\tlabel\ngood\t1\ncaf\u00e9\t0\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"dev\.tsv:3: .*not UTF-8"):
+        load_corpus("sst2", data_dir=tmp_path)
+
+
+def test_a_mirror_row_with_a_missing_or_extra_field_names_the_line(tmp_path):
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "train.tsv").write_text("sentence\tlabel\ngood\t1\n\nno label here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"train\.tsv:4: this row has 1 field\(s\) but the header names 2 "
+                                         r"\(sentence, label\), separated by a tab; add the missing field"):
+        load_corpus("sst2", data_dir=tmp_path)
+    (tmp_path / "ag_news").mkdir()
+    (tmp_path / "ag_news" / "test.csv").write_text("text,label\nStocks fall, bonds rise,2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"test\.csv:2: this row has 3 .*double quotes"):
+        load_corpus("ag_news", data_dir=tmp_path)
+
+
 def test_probe_sees_an_open_port():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))

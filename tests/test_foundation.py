@@ -63,7 +63,7 @@ def test_quick_mode_unset_is_off(monkeypatch):
 
 def test_quick_mode_rejects_garbage(monkeypatch):
     monkeypatch.setenv("SSLEDU_QUICK", "maybe")
-    with pytest.raises(ValueError, match="SSLEDU_QUICK must be one of"):
+    with pytest.raises(ValueError, match="SSLEDU_QUICK=.maybe. is not an on/off value"):
         ssledu.quick_mode()
 
 
@@ -98,10 +98,13 @@ def test_report_records_and_writes_sink(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SSLEDU_REPORT_FILE", str(sink))
     assert ssledu.report("val_loss", torch.tensor(1.25)) == 1.25
     ssledu.report("note", "ok")
-    assert "[report] val_loss = 1.25" in capsys.readouterr().out
+    assert capsys.readouterr().out == "", "quiet by default: stored outputs stay clean"
+    ssledu.report("shown", 0.5, quiet=False)
+    assert "[report] shown = 0.5" in capsys.readouterr().out
     assert ssledu.reported_metrics()["val_loss"] == 1.25
     lines = [json.loads(x) for x in sink.read_text().splitlines()]
-    assert lines == [{"name": "val_loss", "value": 1.25}, {"name": "note", "value": "ok"}]
+    assert lines == [{"name": "val_loss", "value": 1.25}, {"name": "note", "value": "ok"},
+                     {"name": "shown", "value": 0.5}]
     with pytest.raises(TypeError, match="number or a short string"):
         ssledu.report("bad", [1, 2])
     with pytest.raises(ValueError):

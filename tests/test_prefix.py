@@ -307,7 +307,7 @@ def test_prefix_generate_masks_and_sampling():
         L = 3 + step
         assert torch.equal(px.allowed(m), brute_force_allowed("prefix", torch.ones(1, L), [3]))
     stub.masks = None  # stop recording
-    draw = lambda **kw: px.prefix_generate(stub, torch.zeros(400, 1), 1,  # 400 rows, one step each
+    draw = lambda **kw: px.prefix_generate(stub, torch.zeros(400, 1, dtype=torch.long), 1,  # 400 rows, one step each
                                            generator=torch.Generator().manual_seed(0), **kw)[:, 1]
     assert torch.equal(draw(), draw())  # reproducible with a generator
     assert set(draw(top_k=1).tolist()) == {2}
@@ -322,7 +322,7 @@ def test_prefix_generate_masks_and_sampling():
     assert stops.tolist() == [0, 1, 2]  # stops once every row wrote eos
     with pytest.raises(ValueError, match="temperature"):
         draw(temperature=0)
-    with pytest.raises(ValueError, match="max_position_embeddings"):
+    with pytest.raises(ValueError, match="context of 32 positions"):
         px.prefix_generate(tiny_bert("eager", cls=BertForMaskedLM), torch.tensor([5, 6]), 40)
 
 

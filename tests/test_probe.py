@@ -75,3 +75,32 @@ def test_label_efficiency_separates_signal_from_noise():
     assert good["accuracy"].min() > 0.85
     assert bad["accuracy"].max() < 0.45
     assert (good["method"] == "signal").all()
+
+
+def test_bare_encoder_gives_the_same_features_as_its_mlm_model(tok_model):
+    tok, model = tok_model
+    with_head = frozen_features(model, tok, TEXTS)
+    bare = frozen_features(model.bert, tok, TEXTS)  # a BertModel, as models.bert(..., head=None)
+    np.testing.assert_allclose(bare, with_head, atol=1e-6)
+
+
+def test_bart_is_probed_on_its_encoder(tok_model):
+    tok, _ = tok_model
+    torch.manual_seed(0)
+    bart = models.bart(tok, "nano")
+    bart.train()
+    feats = frozen_features(bart, tok, TEXTS[:1], add_cls_sep=False)
+    assert bart.training, "train/eval mode is restored"
+    ids = torch.tensor([tok(TEXTS[0], add_special_tokens=False)["input_ids"]])
+    bart.eval()
+    with torch.no_grad():
+        h = bart.get_encoder()(input_ids=ids).last_hidden_state[0]  # (L, d)
+    np.testing.assert_allclose(feats[0], h.mean(0).numpy(), atol=1e-5)
+
+
+def test_mode_is_restored_after_an_error(tok_model):
+    tok, model = tok_model
+    model.train()
+    with pytest.raises(ValueError, match="out of range"):
+        frozen_features(model, tok, TEXTS, layers=[0, 7])
+    assert model.training

@@ -342,6 +342,266 @@ def test_bench_target_skips_cleanly_without_the_data(tmp_path, monkeypatch, caps
 
     monkeypatch.setenv("SSLEDU_DATA_DIR", str(tmp_path))
     assert bench.main(["--target", "shakespeare-char", "--data", str(tmp_path / "none.txt")]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
     windows = bench._Windows(torch.arange(10), 4)
     assert len(windows) == 6 and windows[5].tolist() == [5, 6, 7, 8]
+
+
+# --- one loader, resumable stream, pieces for a hand-written loop -------------------------
+
+
+def test_fit_trains_on_the_dict_that_pad_blocks_returns():
+    from ssledu.data.blocks import pad_blocks
+
+    docs = [list(cycle_blocks(1, n)[0]) for n in (5, 9, 12, 7)] * 4
+    blocks = pad_blocks(docs, 8)  # {"input_ids": (N, 8), "attention_mask": (N, 8)}
+
+    def masked_clm(examples):
+        batch = torch.utils.data.default_collate(examples)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        return {**batch, "labels": labels}
+
+    h = train.fit(nano(), blocks, collate_fn=masked_clm, batch_size=4, max_steps=3, **QUIET)
+    assert len(h.steps) == 3
+    n_real = int(blocks["attention_mask"].sum())
+    assert 0 < h.steps[0]["tokens_per_s"] and n_real < blocks["input_ids"].numel()
+    # without a collate_fn the dict batches go to the model as they are
+    h = train.fit(nano(), {**blocks, "labels": blocks["input_ids"]}, batch_size=4, max_steps=2, **QUIET)
+    assert len(h.steps) == 2
+
+
+def test_batch_stream_resumes_mid_epoch_exactly():
+    from ssledu.data.blocks import BatchStream, make_loader
+
+    data = torch.arange(20)[:, None]
+    full = BatchStream(make_loader(data, 3, seed=5))
+    ref = [full.next()[:, 0].tolist() for _ in range(12)]  # 7 batches per epoch: crosses into epoch 2
+    part = BatchStream(make_loader(data, 3, seed=5))
+    for _ in range(9):
+        part.next()
+    state = part.state_dict()
+    again = BatchStream(make_loader(data, 3, seed=5))
+    again.load_state_dict(state)
+    assert [again.next()[:, 0].tolist() for _ in range(3)] == ref[9:]
+    assert sorted(sum(ref[:7], [])) == list(range(20)) and ref[:7] != ref[7:14][:7]
+    assert BatchStream(make_loader(data, 10), max_epochs=2).__iter__().__next__().shape == (10, 1)
+    assert len(list(BatchStream(make_loader(data, 10), max_epochs=2))) == 4
+
+
+def test_a_hand_written_loop_uses_the_same_pieces(tmp_path):
+    """A MoCo-style loop (a momentum copy of the model) built from fit's public pieces."""
+    from ssledu import checkpoint, live
+    from ssledu.data.blocks import BatchStream, make_loader
+
+    def run(steps, resume=None, stop_at=None):
+        torch.manual_seed(0)
+        model, momentum = nano(), nano()
+        opt = torch.optim.AdamW(train.param_groups(model, 0.01), lr=3e-3, betas=(0.9, 0.95))
+        stream = BatchStream(make_loader(cycle_blocks(), 8, seed=1, collate_fn=clm))
+        history, start = train.History(), 0
+        if resume is not None:
+            state = checkpoint.load_checkpoint(checkpoint.find_checkpoint(resume), model)
+            momentum.load_state_dict(state["momentum"])
+            opt.load_state_dict(state["optimizer"])
+            stream.load_state_dict(state["position"])
+            train.set_rng_state(state["rng"])
+            history.steps, start = state["history"], state["step"]
+        progress = live.Progress(steps, initial=start, notebook=False, file=open(tmp_path / "bar", "w"))
+        plot = live.LivePlot(steps, reference=math.log(V), notebook=False)
+        for step in range(start + 1, steps + 1):
+            for group in opt.param_groups:
+                group["lr"] = train.cosine_lr(step - 1, lr=3e-3, warmup_steps=2, total_steps=steps)
+            loss = model(**stream.next()).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            with torch.no_grad():  # the momentum encoder follows the trained one (MoCo, m = 0.9)
+                for p, q in zip(model.parameters(), momentum.parameters()):
+                    q.mul_(0.9).add_(p, alpha=0.1)
+            history.steps.append({"step": step, "loss": loss.item()})
+            progress.update(step, loss=loss.item())
+            plot.update(history)
+            if step == stop_at:
+                checkpoint.save_checkpoint(tmp_path / "moco", model, {
+                    "step": step, "momentum": momentum.state_dict(), "optimizer": opt.state_dict(),
+                    "position": stream.state_dict(), "rng": train.rng_state(), "history": history.steps})
+                break
+        assert progress.close("max_steps").startswith(f"done (max_steps): step {step}/{steps}")
+        return history, momentum
+
+    full, momentum = run(12)
+    assert full.steps[-1]["loss"] < full.steps[0]["loss"] - 1.0
+    run(12, stop_at=5)
+    resumed, momentum2 = run(12, resume=tmp_path / "moco")
+    assert losses(resumed) == losses(full)
+    for p, q in zip(momentum.parameters(), momentum2.parameters()):
+        assert torch.equal(p, q)
+
+
+# --- randomness of collators: evaluation never changes training ---------------------------
+
+
+TEXTS = ["the cat sat on the mat .", "a dog ran to the red ball .", "the red cat saw a dog ."]
+
+
+@pytest.fixture(scope="module")
+def word_tok():
+    from ssledu.data.tokenize import train_tokenizer
+
+    return train_tokenizer(TEXTS, "word")
+
+
+def word_data(tok, n=24):
+    ids = [[tok.cls_token_id] + tok(t, add_special_tokens=False)["input_ids"] + [tok.sep_token_id]
+           for t in TEXTS]
+    return [ids[i % len(ids)] for i in range(n)]
+
+
+def mlm_setup(tok, kind):
+    from ssledu.objectives import mlm, prefix
+
+    torch.manual_seed(0)
+    model = models.bert(tok, "nano", dropout=0.0)
+    if kind == "mlm":
+        return model, mlm.mlm_collator(tok, 0.3, seed=0)
+    return model, prefix.UniLMMixture(("bidirectional", "causal", "prefix"), seed=0, tokenizer=tok,
+                                      mlm_probability=0.3)
+
+
+@pytest.mark.parametrize("kind", ["mlm", "unilm"])
+def test_evaluation_does_not_change_the_training_losses(word_tok, kind):
+    data = word_data(word_tok)
+    kw = dict(batch_size=8, max_steps=7, lr=3e-3, seed=0, **QUIET)
+    model, collate = mlm_setup(word_tok, kind)
+    plain = train.fit(model, data, collate_fn=collate, **kw)
+    model, collate = mlm_setup(word_tok, kind)
+    with_eval = train.fit(model, data, collate_fn=collate, eval_data=data[:8], eval_every=3, **kw)
+    assert losses(with_eval) == losses(plain)
+    assert len(with_eval.evals) == 3  # steps 3, 6 and the end
+
+
+@pytest.mark.parametrize("kind", ["mlm", "unilm"])
+def test_evaluate_scores_the_same_masks_every_time(word_tok, kind):
+    model, collate = mlm_setup(word_tok, kind)
+    data = word_data(word_tok)
+    state = copy_state(collate)
+    vals = [train.evaluate(model, data, collate_fn=collate, batch_size=4) for _ in range(3)]
+    assert vals[0] == vals[1] == vals[2]
+    assert train.evaluate(model, data, collate_fn=collate, batch_size=4, seed=1) != vals[0]
+    assert all(torch.equal(a, b) for a, b in zip(state, copy_state(collate)))  # untouched
+
+
+def copy_state(collate):
+    return [v.clone() for v in collate.state_dict().values() if isinstance(v, torch.Tensor)]
+
+
+def test_unilm_resume_is_bit_exact_and_each_step_records_its_mask_kind(tmp_path, word_tok):
+    data = word_data(word_tok)
+    kw = dict(batch_size=8, max_steps=9, lr=3e-3, seed=2, **QUIET)
+    model, mix = mlm_setup(word_tok, "unilm")
+    full = train.fit(model, data, collate_fn=mix, **kw)
+    kinds = [s["mask_kind"] for s in full.steps]
+    assert kinds == mix.drawn and len(set(kinds)) >= 2  # the kind travels with the batch
+    assert full.to_frame()["mask_kind"].tolist() == kinds
+
+    def interrupt(state):
+        if state.step == 4:
+            raise KeyboardInterrupt
+
+    model, mix = mlm_setup(word_tok, "unilm")
+    train.fit(model, data, collate_fn=mix, checkpoint_dir=tmp_path / "u", callbacks=[interrupt], **kw)
+    model, mix = mlm_setup(word_tok, "unilm")
+    resumed = train.fit(model, data, collate_fn=mix, resume_from=tmp_path / "u", **kw)
+    assert losses(resumed) == losses(full)
+    assert [s["mask_kind"] for s in resumed.steps] == kinds and mix.drawn == kinds
+
+
+def test_resume_from_an_eval_step_checkpoint_continues_the_run(tmp_path, word_tok):
+    import shutil
+
+    data = word_data(word_tok)
+    ckpt = tmp_path / "run"
+
+    def keep_step_3(state):  # at step 4, the folder holds the checkpoint written after step 3
+        if state.step == 4 and state.event == "step":
+            shutil.copytree(ckpt, tmp_path / "at3")
+
+    kw = dict(batch_size=8, max_steps=7, lr=3e-3, seed=0, eval_data=data[:8], eval_every=3, **QUIET)
+    model, collate = mlm_setup(word_tok, "mlm")
+    full = train.fit(model, data, collate_fn=collate, checkpoint_dir=ckpt, checkpoint_every=3,
+                     callbacks=[keep_step_3], **kw)
+    assert torch.load(tmp_path / "at3" / "trainer_state.pt", weights_only=True)["step"] == 3
+    model, collate = mlm_setup(word_tok, "mlm")
+    resumed = train.fit(model, data, collate_fn=collate, resume_from=tmp_path / "at3",
+                        checkpoint_dir=tmp_path / "again", **kw)
+    assert losses(resumed) == losses(full)
+    assert [e["val_loss"] for e in resumed.evals] == [e["val_loss"] for e in full.evals]
+
+
+# --- fit's own bad inputs: clear errors before any training ---------------------------------
+
+
+@pytest.mark.parametrize("bad, error, words", [
+    (dict(lr="1e-3"), TypeError, "lr must be a number such as 1e-3; got '1e-3' (str): write it without quotes"),
+    (dict(max_steps=0), ValueError, "max_steps must be a positive integer or None; got 0"),
+    (dict(max_steps=-5), ValueError, "max_steps must be a positive integer or None; got -5"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer; got 0"),
+    (dict(eval_every=0, eval_data=cycle_blocks(8)), ValueError, "eval_every must be a positive integer"),
+    (dict(eval_every=2), ValueError, "eval_every needs eval_data="),
+    (dict(precision="fp16"), ValueError, "precision must be one of auto, bf16, fp32; got 'fp16'"),
+    (dict(max_seconds=-1), ValueError, "max_seconds must be positive"),
+    (dict(warmup_steps=-1), ValueError, "warmup_steps must be a positive integer"),
+])
+def test_bad_arguments_are_refused_before_training(bad, error, words):
+    steps = []
+    kw = dict(collate_fn=clm, batch_size=8, max_steps=3, callbacks=[lambda s: steps.append(s)], **QUIET)
+    with pytest.raises(error) as err:
+        train.fit(nano(), cycle_blocks(), **{**kw, **bad})
+    assert words in str(err.value) and steps == []
+
+
+def test_data_that_does_not_fit_the_model_is_refused_in_words():
+    model = nano()
+    before = [p.clone() for p in model.parameters()]
+    too_big = cycle_blocks() + 40  # ids up to 55, the model knows 16
+    with pytest.raises(ValueError, match=r"token id 55 but the model's vocabulary has 16 ids \(0..15\)"):
+        train.fit(model, too_big, collate_fn=clm, batch_size=8, max_steps=3, **QUIET)
+    long_rows = cycle_blocks(8, 200)  # nano has 128 positions
+    with pytest.raises(ValueError, match=r"sequences of 200 tokens but the model reads at most 128 "
+                                         r"positions.*block_size=128"):
+        train.fit(model, long_rows, collate_fn=clm, batch_size=8, max_steps=3, **QUIET)
+    with pytest.raises(ValueError, match="vocabulary has 16 ids"):
+        train.evaluate(model, too_big, collate_fn=clm, batch_size=8)
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+# --- the GPU path's deferred checks, run on the CPU ----------------------------------------
+
+
+def test_a_nan_found_at_a_later_logging_point_still_names_its_step():
+    """On a GPU the losses are read in groups; the first bad one is named, not the last."""
+    history = train.History()
+    log = train._StepLog(history, log_every=1, stop_at=None, lr=1e-3, deferred=True)
+    for step, value in enumerate([2.0, 1.5, float("nan"), float("nan"), 1.0], start=1):
+        log.add(step, torch.tensor(value), torch.tensor(0.5), 1e-3, 100, 0.01, {}, {}, step * 0.01)
+    with pytest.raises(FloatingPointError) as err:
+        log.flush()
+    msg = str(err.value)
+    assert "loss is nan at step 3" in msg and "1.5000 at step 2" in msg and "reload the last checkpoint" in msg
+    assert [s["step"] for s in history.steps] == [1, 2]
+    log = train._StepLog(train.History(), 1, None, 1e-3, deferred=True)
+    log.add(1, torch.tensor(1.0), torch.tensor(float("inf")), 1e-3, 1, 0.01, {}, {}, 0.01)
+    with pytest.raises(FloatingPointError, match="gradient norm is inf at step 1"):
+        log.flush()
+
+
+def test_log_windows_average_and_tag_the_steps():
+    history = train.History()
+    log = train._StepLog(history, log_every=2, stop_at=5, lr=1e-3, deferred=False)
+    for step in range(1, 6):
+        kind = {"mask_kind": "causal" if step < 4 else "prefix"}
+        log.add(step, torch.tensor(float(step)), torch.tensor(1.0), 1e-3, 10, 0.5, {}, kind, step * 0.5)
+    log.flush(final=True)
+    assert [(s["step"], s["loss"], s["mask_kind"]) for s in history.steps] == [
+        (2, 1.5, "causal"), (4, 3.5, "mixed"), (5, 5.0, "prefix")]
+    assert history.steps[0]["tokens_per_s"] == pytest.approx(20.0)

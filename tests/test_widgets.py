@@ -105,7 +105,13 @@ def test_live_controls_update_the_output_in_place(shell, monkeypatch):
     assert fn.calls[-1] == dict(temperature=0.7, top_k=12, mode="greedy") and len(fn.calls) == 2
     controls, first, update = cap.outputs
     assert "application/vnd.jupyter.widget-view+json" in controls.data
-    assert controls.data["text/plain"].startswith("[controls for")
+    # what an untrusted notebook (fresh clone) shows in place of the widgets: truthful in Jupyter
+    stand_in = controls.data["text/plain"]
+    assert stand_in == (
+        "Explorer of Recorder: run this cell to get its controls (they need a live kernel). "
+        "Release a slider: the output below updates."
+    )
+    assert ex.how in stand_in and "notebook in Jupyter" not in stand_in
     assert first.data["text/plain"] == "t=0.7 k=5 greedy" and not first.update
     assert update.update and update.data["text/plain"] == "t=0.7 k=12 greedy"
     assert update.transient["display_id"] == first.transient["display_id"]
@@ -139,7 +145,7 @@ def test_text_explorer_runs_on_button_click(shell, monkeypatch):
         return text.upper() * repeat
 
     with capture_output() as cap:
-        ex = widgets.text_explorer(upper, "the cat [MASK] .", repeat=(1, 3))
+        ex = widgets.text_explorer(upper, "the cat [MASK] .", repeat=(1, 3), button="run")
         ex.controls["text"].value = "a dog"
         ex.controls["repeat"].value = 2
         assert len(seen) == 1  # edits alone do not run with a button
@@ -147,15 +153,17 @@ def test_text_explorer_runs_on_button_click(shell, monkeypatch):
     assert seen == [("the cat [MASK] .", 1), ("a dog", 2)]
     assert cap.outputs[-1].data["text/plain"] == "A DOGA DOG"
     assert isinstance(ex.controls["text"], w.Text)
+    assert ex.how == "Change the controls, then click “run”: the output below updates."
 
 
 def test_text_explorer_without_button_runs_on_change():
     seen = []
-    ex = widgets.text_explorer(lambda text: seen.append(text) or len(text), "abc", button=None, multiline=True)
-    assert isinstance(ex.controls["text"], w.Textarea) and ex.button is None
+    ex = widgets.text_explorer(lambda text: seen.append(text) or len(text), "abc", multiline=True)
+    assert isinstance(ex.controls["text"], w.Textarea) and ex.button is None  # live by default
     assert ex.controls["text"].continuous_update is False  # on submit / blur, not per key
     ex.controls["text"].value = "abcdef"
     assert seen == ["abc", "abcdef"] and ex.result == 6
+    assert ex.how == "Edit the text, then click outside the box: the output below updates."
     with pytest.raises(ValueError, match="string"):
         widgets.text_explorer(len, 42)
 
@@ -184,3 +192,74 @@ def test_live_widgets_env(monkeypatch):
     monkeypatch.setenv("SSLEDU_WIDGETS", "maybe")
     with pytest.raises(ValueError, match="on/off"):
         widgets.live_widgets()
+
+
+def test_how_says_what_updates_the_output():
+    def f(text, k=1, mode="a", flag=False):
+        return text
+
+    ex = widgets.text_explorer(f, "x", k=(1, 3), mode=["a", "b"], flag=False)
+    assert ex.how == (
+        "Edit the text and press Enter, release a slider or change a choice: the output below updates."
+    )
+    assert widgets.explorer(lambda: "x").how == "This explorer has no controls; its output is fixed."
+    # the box shows the same sentence above the controls
+    assert ex.how in ex.box.children[0].value
+
+
+def test_tuple_results_get_one_output_each_and_update_in_place(shell, monkeypatch):
+    monkeypatch.setenv("SSLEDU_WIDGETS", "on")
+
+    def two(n=1):
+        if n == 3:
+            raise ValueError("three is not allowed")
+        if n == 4:
+            return "a", "b", "c"
+        return f"first {n}", widgets.SampledText("p", "q" * n)
+
+    with capture_output() as cap:
+        ex = widgets.slider_explorer(two, n=(1, 4))
+        ex.controls["n"].value = 2
+        ex.controls["n"].value = 3
+        ex.controls["n"].value = 4
+    box, first, second, *updates = cap.outputs
+    assert first.data["text/plain"] == "first 1" and second.data["text/plain"] == "p ▸ q"
+    assert "text/html" in second.data
+    assert [u.data["text/plain"] for u in updates] == [
+        "first 2", "p ▸ qq",  # n=2: both outputs replaced
+        "ValueError: three is not allowed", "",  # an error fills the first, blanks the second
+        "a", "b\nc",  # more items than outputs: the last output holds the rest
+    ]
+    ids = [first.transient["display_id"], second.transient["display_id"]]
+    assert [u.transient["display_id"] for u in updates] == ids * 3
+
+
+def test_sampled_text_is_large_escaped_html_with_a_plain_twin():
+    s = widgets.SampledText("To be <or>", " not to be,\nthat is", title="T=0.8")
+    page = s._repr_html_()
+    assert "font-size:1.35em" in page and "serif" in page and "monospace" not in page
+    assert "&lt;or&gt;" in page and "<or>" not in page  # escaped: the model may write markup
+    assert repr(s) == "T=0.8\nTo be <or> ▸  not to be,\nthat is"
+    with pytest.raises(TypeError, match="two strings"):
+        widgets.SampledText("p", 42)
+
+
+NOTEBOOK_CELLS = [
+    "import os\nos.environ['MPLBACKEND'] = 'Agg'\nfrom ssledu import widgets",
+    "def f(text, k=2):\n    return text * k\nex = widgets.text_explorer(f, 'ab', k=(1, 3))",
+    "ex.update(k=3)\nprint(ex.result, ex.calls)",
+]
+
+
+def test_headless_kernel_runs_explorers_without_waiting(tmp_path):
+    """nbclient (a real kernel, no browser): controls are displayed, nothing blocks."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
+    NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    box, result = nb.cells[1].outputs
+    assert box["data"]["text/plain"].startswith("Explorer of f: run this cell to get its controls")
+    assert "application/vnd.jupyter.widget-view+json" in box["data"]
+    assert result["data"]["text/plain"] == "ababab"  # ex.update in the next cell replaced it in place
+    assert nb.cells[2].outputs[0]["text"] == "ababab 2\n"

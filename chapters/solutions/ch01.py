@@ -3,7 +3,7 @@
 ``SOLUTIONS[name]`` passes the checker; ``WRONG[name]`` is a plausible mistake that must fail.
 """
 
-import torch
+import math
 
 SOLUTIONS = {}
 WRONG = {}
@@ -23,21 +23,32 @@ SOLUTIONS["next_token_labels"] = next_token_labels
 WRONG["next_token_labels"] = next_token_labels_wrong
 
 
-def mlm_selected_positions(n_tokens, seed, p=0.15):
-    g = torch.Generator().manual_seed(seed)
-    picked = torch.bernoulli(torch.full((n_tokens,), p), generator=g).bool()
-    return picked.nonzero().flatten().tolist()
+def labels_needed(ns, accuracies, target):
+    if accuracies[0] >= target:
+        return ns[0]
+    for i in range(1, len(ns)):
+        if accuracies[i] >= target:
+            # On a log axis the segment is straight in log N: go the same fraction of the way
+            # from log ns[i-1] to log ns[i] as the target lies from one accuracy to the next.
+            frac = (target - accuracies[i - 1]) / (accuracies[i] - accuracies[i - 1])
+            return ns[i - 1] * (ns[i] / ns[i - 1]) ** frac
+    return math.inf
 
 
-def mlm_selected_positions_wrong(n_tokens, seed, p=0.15):  # a fresh uniform draw instead
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(n_tokens, generator=g) > 1 - p).nonzero().flatten().tolist()
+def labels_needed_wrong(ns, accuracies, target):  # interpolates N itself, as on a linear axis
+    if accuracies[0] >= target:
+        return ns[0]
+    for i in range(1, len(ns)):
+        if accuracies[i] >= target:
+            frac = (target - accuracies[i - 1]) / (accuracies[i] - accuracies[i - 1])
+            return ns[i - 1] + frac * (ns[i] - ns[i - 1])
+    return math.inf
 
 
-SOLUTIONS["mlm_selected_positions"] = mlm_selected_positions
-WRONG["mlm_selected_positions"] = mlm_selected_positions_wrong
+SOLUTIONS["labels_needed"] = labels_needed
+WRONG["labels_needed"] = labels_needed_wrong
 
-# (a) negatives make training faster; (b) without negatives the encoder can map every
-# input to the same vector (collapse); (c) negatives are needed to compute a softmax at all.
+# (a) the gradient is zero without negatives; (b) without negatives the encoder can map every
+# input to the same vector (collapse); (c) the encoder would memorise each training example.
 SOLUTIONS["contrastive_needs_negatives"] = "b"
 WRONG["contrastive_needs_negatives"] = "a"

@@ -3,47 +3,17 @@
 ``SOLUTIONS[name]`` passes the checker; ``WRONG[name]`` is a plausible mistake that must fail.
 """
 
-import torch
+import math
+
 import torch.nn.functional as F
+
+from ssledu.data import toyworld
 
 SOLUTIONS = {}
 WRONG = {}
 
 
-# --- 1. 80/10/10 masking ------------------------------------------------------------
-
-def mask_80_10_10(ids, seed, vocab_size, p=0.15):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.tensor(ids)
-    selected = torch.bernoulli(torch.full(x.shape, p), generator=g).bool()
-    labels = x.masked_fill(~selected, -100)
-    to_mask = torch.bernoulli(torch.full(x.shape, 0.8), generator=g).bool() & selected
-    corrupted = x.masked_fill(to_mask, 4)  # [MASK] = 4
-    # 10 % of all selected = half of the 20 % that are not [MASK]
-    to_random = torch.bernoulli(torch.full(x.shape, 0.5), generator=g).bool() & selected & ~to_mask
-    random_ids = torch.randint(vocab_size, x.shape, generator=g)
-    corrupted[to_random] = random_ids[to_random]
-    return corrupted.tolist(), labels.tolist()
-
-
-def mask_80_10_10_wrong(ids, seed, vocab_size, p=0.15):  # 0.1 instead of 0.1 / (1 - 0.8)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.tensor(ids)
-    selected = torch.bernoulli(torch.full(x.shape, p), generator=g).bool()
-    labels = x.masked_fill(~selected, -100)
-    to_mask = torch.bernoulli(torch.full(x.shape, 0.8), generator=g).bool() & selected
-    corrupted = x.masked_fill(to_mask, 4)
-    to_random = torch.bernoulli(torch.full(x.shape, 0.1), generator=g).bool() & selected & ~to_mask
-    random_ids = torch.randint(vocab_size, x.shape, generator=g)
-    corrupted[to_random] = random_ids[to_random]
-    return corrupted.tolist(), labels.tolist()
-
-
-SOLUTIONS["mask_80_10_10"] = mask_80_10_10
-WRONG["mask_80_10_10"] = mask_80_10_10_wrong
-
-
-# --- 2. the MLM loss from logits ----------------------------------------------------
+# --- 1. the MLM loss from logits ----------------------------------------------------
 
 def mlm_loss_from_logits(logits, labels):
     logp = logits.log_softmax(dim=-1)  # (B, L, V)
@@ -62,23 +32,52 @@ SOLUTIONS["mlm_loss_from_logits"] = mlm_loss_from_logits
 WRONG["mlm_loss_from_logits"] = mlm_loss_from_logits_wrong
 
 
-# --- 3. whole-word masking ------------------------------------------------------------
+# --- 2. how far can the model trust a word it reads? ---------------------------------
+# P(original | shows a word) = 1 - P(shows a wrong word) / P(shows a word).
+# Shows a word: every position except the selected ones turned into [MASK].
+# Shows a wrong word: selected, drawn for "random", and the draw missed the original.
+# Chapter setting (p = 0.3, 80/10/10, 58 tokens): 1 - 0.3*0.1*(57/58) / (1 - 0.3*0.8) = 0.961,
+# close to what the 80/10/10 model does on clean input in section 8.
 
-def whole_word_positions(word_ids, seed, p=0.3):
-    g = torch.Generator().manual_seed(seed)
-    starts = [w is not None and (i == 0 or word_ids[i - 1] != w) for i, w in enumerate(word_ids)]
-    probs = torch.tensor([p if s else 0.0 for s in starts])
-    fired = torch.bernoulli(probs, generator=g).bool()
-    chosen = {word_ids[i] for i in range(len(word_ids)) if fired[i]}
-    return [i for i, w in enumerate(word_ids) if w is not None and w in chosen]
-
-
-def whole_word_positions_wrong(word_ids, seed, p=0.3):  # token masking: pieces drawn one by one
-    g = torch.Generator().manual_seed(seed)
-    probs = torch.tensor([0.0 if w is None else p for w in word_ids])
-    fired = torch.bernoulli(probs, generator=g).bool()
-    return fired.nonzero().flatten().tolist()
+def visible_word_is_original(p, mask_share, random_share, vocab_size):
+    wrong = p * random_share * (vocab_size - 1) / vocab_size
+    return 1 - wrong / (1 - p * mask_share)
 
 
-SOLUTIONS["whole_word_positions"] = whole_word_positions
-WRONG["whole_word_positions"] = whole_word_positions_wrong
+def visible_word_is_original_wrong(p, mask_share, random_share, vocab_size):
+    # forgets to condition on "not [MASK]": the share of ALL positions that are right
+    return 1 - p * random_share * (vocab_size - 1) / vocab_size
+
+
+SOLUTIONS["visible_word_is_original"] = visible_word_is_original
+WRONG["visible_word_is_original"] = visible_word_is_original_wrong
+
+
+# --- 3. the ceiling of a cloze test with two blanks ---------------------------------
+# Sum the exact probability of every complete story over the words at both blanks, keyed by
+# the word at i. Hiding a forward copy together with its restatement leaves, e.g. for a
+# colour, six equally likely answers: the ceiling drops from 1 to 1/6.
+
+def two_blank_ceiling(story, i, j):
+    words = story.split()
+    first, last = min(i, j), max(i, j)
+    totals = {}
+    for x in toyworld.vocabulary():
+        for y in toyworld.vocabulary():
+            trial = list(words)
+            trial[first], trial[last] = x, y
+            try:
+                nll = toyworld.true_nll(trial)
+            except ValueError:  # a story the generator cannot produce
+                continue
+            answer = trial[i]
+            totals[answer] = totals.get(answer, 0.0) + math.exp(-nll)
+    return max(totals.values()) / sum(totals.values())
+
+
+def two_blank_ceiling_wrong(story, i, j):  # hides word i alone: j still gives the answer away
+    return toyworld.best_guess_accuracy(story)["both"][i]
+
+
+SOLUTIONS["two_blank_ceiling"] = two_blank_ceiling
+WRONG["two_blank_ceiling"] = two_blank_ceiling_wrong

@@ -8,6 +8,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ssledu.data import toyworld
+
 SOLUTIONS = {}
 WRONG = {}
 
@@ -44,7 +46,37 @@ SOLUTIONS["perplexity_from_batches"] = perplexity_from_batches
 WRONG["perplexity_from_batches"] = perplexity_from_batches_wrong
 
 
-# --- 3. top-p filtering --------------------------------------------------------------
+# --- 3. the forward-copy ceiling -----------------------------------------------------
+
+def forward_copy_ceiling(story):
+    words = story.split()
+    chances = []
+    for i, kind in enumerate(toyworld.position_kinds(story)):
+        if kind != "forward_copy":
+            continue
+        dist = toyworld.next_word_distribution(words[:i])
+        top = max(dist.values())
+        tied = [w for w, p in dist.items() if math.isclose(p, top)]
+        # the best guess is one of the tied words, picked at random: right 1/len(tied) of the time
+        chances.append((words[i] in tied) / len(tied))
+    return sum(chances) / len(chances)
+
+
+def forward_copy_ceiling_wrong(story):  # one fixed argmax per word: ties are not a coin flip
+    words = story.split()
+    hits = []
+    for i, kind in enumerate(toyworld.position_kinds(story)):
+        if kind == "forward_copy":
+            dist = toyworld.next_word_distribution(words[:i])
+            hits.append(max(dist, key=dist.get) == words[i])
+    return sum(hits) / len(hits)
+
+
+SOLUTIONS["forward_copy_ceiling"] = forward_copy_ceiling
+WRONG["forward_copy_ceiling"] = forward_copy_ceiling_wrong
+
+
+# --- 4. top-p filtering --------------------------------------------------------------
 
 def top_p_filter(logits, top_p):
     probs, order = logits.softmax(-1).sort(dim=-1, descending=True)

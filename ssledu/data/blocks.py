@@ -18,8 +18,11 @@ from __future__ import annotations
 
 from itertools import chain
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from ssledu.conventions import check_ids, pad_batch
 
 __all__ = [
     "encode_texts",
@@ -29,6 +32,9 @@ __all__ = [
     "split_blocks",
     "TokenBlocks",
     "make_loader",
+    "EpochBatches",
+    "BatchStream",
+    "TaggedBatch",
 ]
 
 
@@ -106,6 +112,9 @@ def _special_id(tokenizer, attr: str) -> int:
 
 
 def _as_documents(token_lists) -> list[list[int]]:
+    """Documents as lists; the ids themselves are checked once, on the packed result."""
+    if isinstance(token_lists, (str, bytes)):
+        check_ids(token_lists, what="token_lists")  # raises: encode the text first
     if isinstance(token_lists, torch.Tensor):
         if token_lists.dim() == 1:  # one document
             return [token_lists.tolist()]
@@ -113,9 +122,33 @@ def _as_documents(token_lists) -> list[list[int]]:
             return token_lists.tolist()
         raise ValueError(f"token_lists tensor must be 1-D or 2-D; got shape {tuple(token_lists.shape)}")
     docs = list(token_lists)
-    if docs and isinstance(docs[0], int):  # a flat list of ids = one document
+    if docs and isinstance(docs[0], (str, bytes)):
+        raise TypeError(
+            f"token_lists holds text ({docs[0][:30]!r}), not token ids; encode it first: "
+            "encode_texts(tokenizer, texts)"
+        )
+    if docs and isinstance(docs[0], (int, float)):  # a flat list of ids = one document
         return [docs]
-    return [d.tolist() if isinstance(d, torch.Tensor) else list(d) for d in docs]
+    out = []
+    for i, d in enumerate(docs):
+        if isinstance(d, torch.Tensor):
+            out.append(d.reshape(-1).tolist())
+        elif isinstance(d, (str, bytes)) or not hasattr(d, "__iter__"):
+            raise TypeError(
+                f"token_lists[{i}] is a {type(d).__name__}; each document must be a list of "
+                "token ids (encode texts with encode_texts(tokenizer, texts))"
+            )
+        else:
+            out.append(list(d))
+    return out
+
+
+def _check_id_arg(name: str, value, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative token id; got {value!r} "
+                         "(the course's tokenizers use [PAD] = 0, [EOS] = 6)")
 
 
 def _check_block_size(block_size) -> None:
@@ -149,6 +182,8 @@ def pack_blocks(
     Returns a LongTensor ``(N, block_size)``. Row-major flattening of the packed result is
     exactly the first ``N * block_size`` ids of the stream.
     """
+    _check_id_arg("pad_id", pad_id)
+    _check_id_arg("separator_id", separator_id, optional=True)
     if respect_documents:
         return pad_blocks(token_lists, block_size, pad_id=pad_id)["input_ids"]
     _check_block_size(block_size)
@@ -171,7 +206,11 @@ def pack_blocks(
         stream = stream[: n_full * block_size]
     elif len(stream) % block_size:
         stream = stream + [pad_id] * (block_size - len(stream) % block_size)
-    return torch.tensor(stream, dtype=torch.long).view(-1, block_size)  # (N, block_size)
+    # numpy infers the type of a long list of ints twice as fast as torch; anything but
+    # numbers (text, None) stays a list for check_ids to name
+    arr = np.asarray(stream)
+    blocks = torch.from_numpy(arr) if arr.dtype.kind in "biuf" else stream
+    return check_ids(blocks, what="token_lists").view(-1, block_size)  # (N, block_size)
 
 
 def pad_blocks(
@@ -185,6 +224,7 @@ def pad_blocks(
     document each row came from. Empty documents give no rows.
     """
     _check_block_size(block_size)
+    _check_id_arg("pad_id", pad_id)
     docs = _as_documents(token_lists)
     rows, doc_ids = [], []
     for i, d in enumerate(docs):
@@ -193,12 +233,7 @@ def pad_blocks(
             doc_ids.append(i)
     if not rows:
         raise ValueError("all documents are empty: nothing to put in blocks")
-    input_ids = torch.full((len(rows), block_size), pad_id, dtype=torch.long)  # (N, L)
-    attention_mask = torch.zeros((len(rows), block_size), dtype=torch.long)  # (N, L)
-    for r, row in enumerate(rows):
-        input_ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-        attention_mask[r, : len(row)] = 1
-    out = {"input_ids": input_ids, "attention_mask": attention_mask}
+    out = pad_batch(rows, pad_id, length=block_size)  # input_ids, attention_mask (N, L)
     if return_doc_ids:
         out["doc_ids"] = torch.tensor(doc_ids, dtype=torch.long)
     return out
@@ -209,7 +244,9 @@ def train_val_split(n: int, fraction: float = 0.1, seed: int = 0) -> tuple[torch
 
     ``round(n * fraction)`` indices (at least 1) go to validation; both parts stay sorted.
     """
-    if not 0.0 < fraction < 1.0:
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"n must be the number of items (an int); got {type(n).__name__} {n!r}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1); got {fraction!r}")
     if n < 2:
         raise ValueError(f"need at least 2 items to split into train and validation; got n={n}")
@@ -221,6 +258,11 @@ def train_val_split(n: int, fraction: float = 0.1, seed: int = 0) -> tuple[torch
 
 def split_blocks(blocks, val_fraction: float = 0.1, seed: int = 0):
     """Split the rows of a tensor (or of each tensor in a dict) into (train, val), seeded."""
+    if not isinstance(blocks, (torch.Tensor, dict)):
+        raise TypeError(
+            f"blocks must be a tensor (N, L) or a dict of tensors, e.g. from pack_blocks or "
+            f"pad_blocks; got {type(blocks).__name__}"
+        )
     n = len(next(iter(blocks.values()))) if isinstance(blocks, dict) else len(blocks)
     train_idx, val_idx = train_val_split(n, val_fraction, seed)
     if isinstance(blocks, dict):
@@ -253,6 +295,42 @@ class TokenBlocks(Dataset):
         return self.data[i]
 
 
+class EpochBatches(torch.utils.data.Sampler):
+    """Batches of indices; epoch ``e`` is a permutation seeded by ``(seed, e)`` alone.
+
+    Each ``iter()`` plays the next epoch, so a plain ``for`` over the loader reshuffles;
+    ``set_epoch(e, skip=k)`` makes the next ``iter()`` play epoch ``e`` from its ``k``-th
+    batch without touching the skipped examples (how a resumed run finds its place).
+    """
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False):
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.seed, self.drop_last = seed, drop_last
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        batches = [order[b * self.batch_size : (b + 1) * self.batch_size]
+                   for b in range(self.skip, len(self))]
+        self.epoch, self.skip = self.epoch + 1, 0  # the next iter() plays the next epoch
+        return iter(batches)
+
+
+def _stack(examples):
+    return torch.utils.data.default_collate(examples)
+
+
 def make_loader(
     data,
     batch_size: int,
@@ -262,28 +340,132 @@ def make_loader(
     collate_fn=None,
     drop_last: bool = False,
     num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """A DataLoader whose shuffle order depends only on ``seed``.
+    """A DataLoader whose order depends only on ``seed`` and the epoch: THE loader of ssledu.
 
     data: a tensor (rows are examples; batches are ``(B, ...)`` tensors), a dict of tensors
-        (batches are dicts), a list, or a ``datasets.Dataset``. Lists of variable-length
-        sequences need a ``collate_fn`` (e.g. one from ``ssledu.objectives``).
-    The loader owns a ``torch.Generator`` seeded with ``seed``: two loaders built with the
-    same seed yield the same batches, epoch after epoch; the order changes between epochs.
+        sharing their first dimension, e.g. from ``pad_blocks`` (batches are dicts), a list,
+        or a ``datasets.Dataset``. Lists of variable-length sequences need a ``collate_fn``
+        (e.g. one from ``ssledu.objectives``).
+    Epoch ``e`` is the permutation drawn from ``(seed, e)`` (an ``EpochBatches`` batch
+    sampler, ``loader.batch_sampler``): two loaders built with the same seed yield the same
+    batches, epoch after epoch; the order changes between epochs; the global RNG plays no
+    part. ``fit`` and ``BatchStream`` use this loader and resume it mid-epoch.
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
     if isinstance(data, (torch.Tensor, dict)):
         data = TokenBlocks(data)
-    if len(data) == 0:
-        raise ValueError("data is empty: nothing to load")
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        data,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=g,
-        collate_fn=collate_fn,
-        drop_last=drop_last,
-        num_workers=num_workers,
-    )
+    try:
+        n = len(data)
+    except TypeError:
+        raise TypeError(
+            f"data must be a tensor, a dict of tensors, a list or a Dataset; got "
+            f"{type(data).__name__} (an iterable without a length: build your own DataLoader)"
+        ) from None
+    if n == 0:
+        raise ValueError("data is empty: nothing to load; check the split or the filtering that built it")
+    sampler = EpochBatches(n, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    if len(sampler) == 0:
+        raise ValueError(f"drop_last=True with {n} examples < batch_size={batch_size} leaves no "
+                         "batch; use a smaller batch_size or drop_last=False")
+    return DataLoader(data, batch_sampler=sampler, collate_fn=collate_fn or _stack,
+                      num_workers=num_workers, pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+class TaggedBatch(dict):
+    """A batch dict that also carries ``tags`` (str labels of the batch, e.g. its mask kind).
+
+    The tags are not keys, so ``model(**batch)`` never sees them; ``fit`` records them in
+    the history beside the step that trained on the batch.
+    """
+
+    def __init__(self, *args, tags: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tags = dict(tags or {})
+
+
+def _loader_generators(loader) -> list:
+    """The torch.Generators that decide a user DataLoader's order (deduplicated)."""
+    found = []
+    for obj in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
+                getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        g = getattr(obj, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not h for h in found):
+            found.append(g)
+    return found
+
+
+class BatchStream:
+    """An endless stream of batches over epochs that knows its place, for resumable loops.
+
+    loader: from ``make_loader`` (order from the seed and epoch alone: resuming skips the
+        used batches without loading them) or any DataLoader (resuming replays the epoch
+        from its start, with the RNG states saved when it began, up to the offset).
+    ``next()`` returns a batch, or None after ``max_epochs`` epochs; ``state_dict()`` /
+    ``load_state_dict()`` save and restore (epoch, offset, RNG states at the epoch start).
+    Restoring sets the global torch RNG: restore the run's own RNG state after it.
+    """
+
+    def __init__(self, loader, max_epochs: int | None = None):
+        self.loader, self.max_epochs = loader, max_epochs
+        sampler = getattr(loader, "batch_sampler", None)
+        self.sampler = sampler if isinstance(sampler, EpochBatches) else None
+        self.epoch, self.offset = 0, 0
+        self.epoch_start = None  # RNG states at the start of the epoch, for resuming
+        self._it = None
+        try:
+            self.batches_per_epoch = len(loader)
+        except TypeError:
+            self.batches_per_epoch = None
+
+    def _begin_epoch(self, skip: int):
+        gens = _loader_generators(self.loader) if self.sampler is None else []
+        if self.epoch_start is None:
+            self.epoch_start = {"torch": torch.get_rng_state(), "gens": [g.get_state() for g in gens]}
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch, skip)
+            self._it = iter(self.loader)
+        else:
+            self._it = iter(self.loader)
+            for _ in range(skip):  # a user DataLoader: replay the epoch up to the offset
+                next(self._it)
+
+    def next(self):
+        """The next batch, or None when ``max_epochs`` epochs are done."""
+        while True:
+            if self._it is None:
+                if self.max_epochs is not None and self.epoch >= self.max_epochs:
+                    return None
+                self._begin_epoch(0)
+            try:
+                batch = next(self._it)
+                self.offset += 1
+                return batch
+            except StopIteration:
+                if self.offset == 0:
+                    raise ValueError("the training data yields no batch; is it empty?") from None
+                self._it, self.epoch, self.offset, self.epoch_start = None, self.epoch + 1, 0, None
+
+    def __iter__(self):
+        while (batch := self.next()) is not None:
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "offset": self.offset, "epoch_start": self.epoch_start}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue at a saved place (run before restoring the step's RNG state)."""
+        self.epoch, self.offset = state["epoch"], state["offset"]
+        self.epoch_start = state["epoch_start"]
+        if self.epoch_start is not None:
+            # Recreate the epoch's order exactly as it was drawn, then skip what was used.
+            torch.set_rng_state(self.epoch_start["torch"])
+            gens = _loader_generators(self.loader) if self.sampler is None else []
+            for g, s in zip(gens, self.epoch_start["gens"]):
+                g.set_state(s)
+            self._begin_epoch(self.offset)
+        else:
+            self._it = None

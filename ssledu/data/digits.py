@@ -16,8 +16,10 @@ DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "e
 
 def caption(label: int) -> str:
     """The caption of a digit: ``caption(7) == "a handwritten seven"``."""
-    if not 0 <= int(label) <= 9:
-        raise ValueError(f"digit label must be in 0..9; got {label!r}")
+    import numpy as np
+
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label <= 9:
+        raise ValueError(f"digit label must be an integer in 0..9; got {label!r}")
     return f"a handwritten {DIGIT_NAMES[int(label)]}"
 
 
@@ -46,18 +48,21 @@ def load_digits(seed: int = 0, validation_fraction: float = 0.1, test_fraction: 
     ``label`` (``ClassLabel`` with names ``DIGIT_NAMES``) and ``text`` (the
     caption). Use ``ds.with_format("torch")`` to get tensors.
     """
-    import datasets
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     for name, frac in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if not 0 < frac < 1:
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
             raise ValueError(f"{name} must be in (0, 1); got {frac!r}")
     if validation_fraction + test_fraction >= 1:
         raise ValueError(
             "validation_fraction + test_fraction must leave some training data; "
             f"got {validation_fraction} + {test_fraction}"
         )
+
+    import datasets
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
     data = load_digits_images()
     index = np.arange(len(data["labels"]))
     held = validation_fraction + test_fraction

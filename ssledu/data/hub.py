@@ -8,9 +8,20 @@ Embedded corpora work offline, always:
 
 Hub corpora (``tiny_shakespeare``, ``wikitext2``, ``tinystories``, ``sst2``,
 ``ag_news``) come from a local mirror folder if there is one, else from the
-Hugging Face hub through ``datasets.load_dataset`` (cached by ``datasets``).
-Without internet and without a mirror, ``load_corpus`` fails within seconds
-with a ``CorpusUnavailableError`` (a ``ConnectionError``) that says what to do.
+internet: ``tiny_shakespeare`` is one plain file fetched with ``urllib`` (kept
+in ``ssledu.cache_dir()/hub/``), the others come from the Hugging Face hub
+through ``datasets.load_dataset`` (cached by ``datasets``).
+
+Every network failure is ONE error, ``CorpusUnavailableError`` (a
+``ConnectionError``), whose message names ``SSLEDU_DATA_DIR`` and the mirror
+layout. It comes within ``HUB_TIMEOUT_S`` = 15 s (env ``SSLEDU_HUB_TIMEOUT``
+changes it): before anything is downloaded, one HTTP request to the source
+(through the proxy of ``HTTPS_PROXY``/``HTTP_PROXY`` when set) must get an
+answer within that time, DNS lookup included, and that answer must not be an
+HTTP error. ``HF_HUB_OFFLINE=1`` or ``HF_DATASETS_OFFLINE=1`` fail at once.
+Once the source has answered, a download that breaks off is reported the same
+way (after the timeouts of ``urllib`` or ``huggingface_hub``, 15 s and 10 s
+per stalled read).
 
 Every corpus comes back as a ``datasets.DatasetDict`` with a ``text`` column
 (and ``label``, a ``ClassLabel``, where the corpus has labels) and the split
@@ -54,9 +65,12 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import os
 import socket
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -72,16 +86,18 @@ __all__ = [
     "load_corpus",
     "load_mirror",
     "probe",
+    "hub_timeout",
+    "HUB_TIMEOUT_S",
 ]
 
 SPLITS = ("train", "validation", "test")
 PROBE_TIMEOUT_S = 3.0
+HUB_TIMEOUT_S = 15.0  # DNS + connect + first answer of the source; env SSLEDU_HUB_TIMEOUT
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
 class CorpusUnavailableError(ConnectionError):
-    """A hub corpus has no local mirror and the hub cannot be reached."""
+    """A hub corpus has no local mirror and its source cannot be reached or read."""
 
 
 @dataclass(frozen=True)
@@ -265,29 +281,53 @@ def _txt_examples(text: str, unit: str) -> list[str]:
     raise ValueError(f"unknown unit {unit!r}; use document, line or story")
 
 
+def _read_text(path: Path) -> str:
+    """The text of a mirror file; a file that is not UTF-8 is named with the line to fix."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}:{line}: byte {data[exc.start]:#04x} at offset {exc.start} is not UTF-8 ({exc.reason}). "
+            "Mirror files must be UTF-8: re-save the file as UTF-8 (e.g. "
+            f"iconv -f latin1 -t utf-8 {path.name} > fixed && mv fixed {path.name})"
+        ) from None
+
+
 def _table_rows(path: Path, corpus: HubCorpus) -> tuple[list[str], list | None]:
     """(texts, labels or None) from a .tsv/.csv file with a header row."""
     tsv = path.suffix.lower() == ".tsv"
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = (
-            csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(fh)
+    text = _read_text(path)
+    reader = (
+        csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+        if tsv
+        else csv.reader(io.StringIO(text, newline=""))
+    )
+    header = [h.strip().lower() for h in next(reader, [])]
+    text_col = next((c for c in ("text", corpus.text_column, "sentence") if c in header), None)
+    if text_col is None:
+        raise ValueError(
+            f"{path} has no text column; its header is {header}. "
+            "The first row must name a 'text' (or 'sentence') column and optionally 'label'."
         )
-        header = [h.strip().lower() for h in next(reader, [])]
-        text_col = next((c for c in ("text", corpus.text_column, "sentence") if c in header), None)
-        if text_col is None:
+    ti = header.index(text_col)
+    li = header.index("label") if "label" in header else None
+    separator = "tab" if tsv else "comma"
+    texts, labels = [], []
+    for row in reader:
+        if not row:
+            continue
+        if len(row) != len(header):
+            fix = ("add the missing field" if len(row) < len(header) else
+                   "put a text holding commas in double quotes" if not tsv else "remove the extra tab")
             raise ValueError(
-                f"{path} has no text column; its header is {header}. "
-                "The first row must name a 'text' (or 'sentence') column and optionally 'label'."
+                f"{path}:{reader.line_num}: this row has {len(row)} field(s) but the header names "
+                f"{len(header)} ({', '.join(header)}), separated by a {separator}; {fix}, or delete the row"
             )
-        ti = header.index(text_col)
-        li = header.index("label") if "label" in header else None
-        texts, labels = [], []
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            texts.append(row[ti].strip())
-            if li is not None:
-                labels.append(_label_value(row[li], corpus, path, lineno))
+        texts.append(row[ti].strip())
+        if li is not None:
+            labels.append(_label_value(row[li], corpus, path, reader.line_num))
     return texts, (labels if li is not None else None)
 
 
@@ -342,10 +382,10 @@ def load_mirror(name: str, folder: str | os.PathLike):
         if path.suffix.lower() in (".tsv", ".csv"):
             texts, labels = _table_rows(path, corpus)
         else:
-            texts, labels = _txt_examples(path.read_text(encoding="utf-8"), corpus.unit), None
+            texts, labels = _txt_examples(_read_text(path), corpus.unit), None
         out[split] = _make_dataset(texts, labels, corpus)
     if not out and corpus.char_split is not None and "input.txt" in present:
-        text = present["input.txt"].read_text(encoding="utf-8")
+        text = _read_text(present["input.txt"])
         cut = int(len(text) * corpus.char_split)  # nanoGPT: data[:int(n * 0.9)]
         out = {
             "train": _make_dataset([text[:cut]], None, corpus),
@@ -367,22 +407,89 @@ def load_mirror(name: str, folder: str | os.PathLike):
 # --- the hub ----------------------------------------------------------------------
 
 
+def hub_timeout() -> float:
+    """Seconds a hub source has to answer: env ``SSLEDU_HUB_TIMEOUT``, else ``HUB_TIMEOUT_S``."""
+    raw = os.environ.get("SSLEDU_HUB_TIMEOUT", "").strip()
+    if not raw:
+        return HUB_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError(
+            f"SSLEDU_HUB_TIMEOUT must be a number of seconds above 0; got {raw!r}. "
+            f"Unset it for the default of {HUB_TIMEOUT_S:g} s."
+        )
+    return value
+
+
+class _Unreachable(Exception):
+    """A source did not answer usefully; the message is the reason."""
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy ``urllib`` (and ``requests``/``httpx``) use for ``url``, from the environment."""
+    parsed = urlparse(url)
+    if urllib.request.proxy_bypass(parsed.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parsed.scheme)
+
+
+def _open_url(url: str, timeout: float):
+    """The ``urllib`` response of a GET of ``url``; raises ``_Unreachable`` unless its
+    headers arrive within ``timeout`` seconds (DNS, connect and proxy included: the
+    request runs in a thread, since a DNS lookup has no timeout of its own)."""
+    outcome: dict = {}
+    gave_up = threading.Event()
+
+    def request():
+        try:
+            req = urllib.request.Request(url, headers={"User-Agent": "ssledu (course corpora)"})
+            # A fresh opener reads the proxy variables now (urlopen's global one keeps the first).
+            response = urllib.request.build_opener().open(req, timeout=timeout)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+            return
+        if gave_up.is_set():  # too late: nobody reads it
+            response.close()
+        else:
+            outcome["response"] = response
+
+    worker = threading.Thread(target=request, daemon=True, name="ssledu-hub")
+    worker.start()
+    worker.join(timeout)
+    via = f" through the proxy {_proxy_for(url)}" if _proxy_for(url) else ""
+    host = urlparse(url).netloc
+    if "response" in outcome:
+        return outcome["response"]
+    gave_up.set()
+    exc = outcome.get("error")
+    if isinstance(exc, urllib.error.HTTPError):
+        raise _Unreachable(f"{url} answered HTTP {exc.code} {exc.reason}{via}")
+    detail = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if detail is None or isinstance(detail, TimeoutError):  # our deadline or the socket's, same limit
+        raise _Unreachable(f"{host} did not answer within {timeout:g} s{via}")
+    shown = detail if isinstance(detail, str) else f"{type(detail).__name__}: {detail}"
+    raise _Unreachable(f"cannot reach {host}{via}: {shown}")
+
+
 def _offline_reason(corpus: HubCorpus) -> str | None:
-    """Why the hub cannot be used now (None if a 3 s TCP connect succeeds)."""
+    """Why the source of ``corpus`` cannot be used now, or None when it answers in time.
+
+    A plain-file source is not asked here: its download is the same request, with the
+    same time limit."""
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         if os.environ.get(var, "").strip().lower() in _TRUE:
             return f"{var}={os.environ[var]} is set"
     if corpus.urls:
-        url = next(iter(corpus.urls.values()))
-    else:
-        url = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    proxy = next(
-        (os.environ[v] for v in _PROXY_VARS if os.environ.get(v)), None
-    )
-    target = urlparse(proxy if proxy else url)
-    host = target.hostname or ""
-    port = target.port or (443 if target.scheme == "https" else 80)
-    return probe(host, port)
+        return None
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        _open_url(f"{endpoint}/api/datasets/{corpus.hub_id}", hub_timeout()).close()
+    except _Unreachable as exc:
+        return str(exc)
+    return None
 
 
 def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> str | None:
@@ -408,10 +515,11 @@ def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     return f"cannot reach {host}:{port} within {timeout:g} s ({detail})"
 
 
-def _unavailable(corpus: HubCorpus, reason: str) -> CorpusUnavailableError:
-    root = mirror_root()
+def _unavailable(corpus: HubCorpus, reason: str, data_dir=None) -> CorpusUnavailableError:
+    root = Path(data_dir).expanduser() if data_dir is not None else mirror_root()
+    name = "data_dir" if data_dir is not None else "SSLEDU_DATA_DIR"
     where = (
-        f"SSLEDU_DATA_DIR is {str(root)!r}, which has no {corpus.name}/ folder."
+        f"{name} is {str(root)!r}, which has no {corpus.name}/ folder."
         if root is not None
         else "SSLEDU_DATA_DIR is not set."
     )
@@ -423,28 +531,79 @@ def _unavailable(corpus: HubCorpus, reason: str) -> CorpusUnavailableError:
     )
 
 
-def _from_hub(corpus: HubCorpus):
+# Exceptions of these packages raised while downloading mean "the network failed".
+_NETWORK_MODULES = ("requests", "urllib3", "httpx", "httpcore", "aiohttp", "huggingface_hub", "fsspec")
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is a failed download."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror, urllib.error.URLError)):
+            return True
+        for cls in type(exc).__mro__:
+            module = cls.__module__.split(".")[0]
+            if module.rstrip("0123456789") in _NETWORK_MODULES or cls.__name__ == "DatasetNotFoundError":
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _download_dir(corpus: HubCorpus) -> Path:
+    from ssledu import cache_dir
+
+    return cache_dir() / "hub" / corpus.name
+
+
+def _download_targets(corpus: HubCorpus) -> dict[str, Path]:
+    """url -> the file it is kept in; the folder reads like a mirror (``input.txt`` or ``<split>.txt``)."""
+    folder = _download_dir(corpus)
+    return {
+        url: folder / (Path(urlparse(url).path).name if corpus.char_split else f"{split}.txt")
+        for split, url in (corpus.urls or {}).items()
+    }
+
+
+def _download(corpus: HubCorpus, data_dir=None) -> Path:
+    """Fetch a plain-file corpus into ``cache_dir()/hub/<name>/`` (a mirror folder)."""
+    folder = _download_dir(corpus)
+    folder.mkdir(parents=True, exist_ok=True)
+    timeout = hub_timeout()
+    for url, target in _download_targets(corpus).items():
+        if target.is_file():
+            continue
+        partial = target.with_name(target.name + ".part")
+        try:
+            with _open_url(url, timeout) as response, open(partial, "wb") as out:
+                while chunk := response.read(1 << 16):  # each read waits at most `timeout` s
+                    out.write(chunk)
+        except _Unreachable as exc:
+            raise _unavailable(corpus, str(exc), data_dir) from None
+        except OSError as exc:  # the connection broke or stalled mid-download
+            partial.unlink(missing_ok=True)
+            raise _unavailable(corpus, f"the download of {url} broke off: {type(exc).__name__}: {exc}",
+                               data_dir) from exc
+        os.replace(partial, target)  # atomic: never a half-written corpus
+    return folder
+
+
+def _from_hub(corpus: HubCorpus, data_dir=None):
+    if corpus.urls and all(p.is_file() for p in _download_targets(corpus).values()):
+        return load_mirror(corpus.name, _download_dir(corpus))  # fetched before: no network
     reason = _offline_reason(corpus)
     if reason is not None:
-        raise _unavailable(corpus, reason)
+        raise _unavailable(corpus, reason, data_dir)
+    if corpus.urls:
+        return load_mirror(corpus.name, _download(corpus, data_dir))
     import datasets
 
     try:
-        if corpus.urls:
-            raw = datasets.load_dataset("text", data_files=dict(corpus.urls), sample_by="document")
-        else:
-            raw = datasets.load_dataset(corpus.hub_id, corpus.config)
-    except ConnectionError as exc:
-        raise _unavailable(corpus, f"download failed: {exc}") from exc
-    if corpus.char_split is not None:  # one file, cut like the mirror's input.txt
-        text = "".join(raw["train"]["text"])
-        cut = int(len(text) * corpus.char_split)
-        return datasets.DatasetDict(
-            {
-                "train": _make_dataset([text[:cut]], None, corpus),
-                "validation": _make_dataset([text[cut:]], None, corpus),
-            }
-        )
+        raw = datasets.load_dataset(corpus.hub_id, corpus.config)
+    except Exception as exc:
+        if not _is_network_error(exc):
+            raise
+        raise _unavailable(corpus, f"the download failed: {type(exc).__name__}: {exc}", data_dir) from exc
     out = {}
     for split in corpus.splits:
         if split not in raw:
@@ -483,8 +642,10 @@ def load_corpus(name: str, split: str | None = None, *, data_dir: str | os.PathL
     ``split``: None for all splits, or "train"/"validation"/"test".
     ``data_dir`` overrides env ``SSLEDU_DATA_DIR`` for the mirror lookup.
     Columns: ``text`` (+ ``label`` as a ``ClassLabel``). Raises ``ValueError``
-    for an unknown name (suggesting the closest) and ``CorpusUnavailableError``
-    within seconds when a hub corpus has no mirror and no network.
+    for an unknown name (suggesting the closest) or a mirror file to fix (named
+    with its line), and ``CorpusUnavailableError`` (a ``ConnectionError``)
+    within ``hub_timeout()`` seconds (15 by default) when a hub corpus has no
+    mirror and its source does not answer.
     """
     key = _canonical_name(name)
     if key in EMBEDDED_CORPORA:
@@ -503,7 +664,7 @@ def load_corpus(name: str, split: str | None = None, *, data_dir: str | os.PathL
     corpus = HUB_CORPORA[key]
     folder = find_mirror(key, data_dir)
     if folder is None:
-        return _select(_from_hub(corpus), split, key)
+        return _select(_from_hub(corpus, data_dir), split, key)
     ds = load_mirror(key, folder)
     wanted = _SPLIT_ALIASES.get(split, split)
     if wanted in corpus.splits and wanted not in ds:

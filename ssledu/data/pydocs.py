@@ -33,6 +33,7 @@ import re
 import sys
 import sysconfig
 import tempfile
+import warnings
 from pathlib import Path
 
 __all__ = [
@@ -353,15 +354,37 @@ def _cache_path() -> Path:
     return cache_dir() / f"pydocs-{version}.json"
 
 
+def _records_problem(records) -> str | None:
+    """What is wrong with cached records (None if nothing): the keys and categories
+    ``load_pydocs`` reads. A cache written by another version or edited by hand fails here."""
+    if not isinstance(records, list):
+        return f"records is a {type(records).__name__}, not a list"
+    expected = {"text", "module", "category"}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or set(rec) != expected:
+            keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
+            return f"record {i} has keys {keys}, expected {sorted(expected)}"
+        if rec["category"] not in CATEGORIES or not isinstance(rec["text"], str):
+            return f"record {i} has unknown category {rec['category']!r}"
+    return None
+
+
 def _load_records() -> list[dict]:
     """Records from the JSON cache, or freshly extracted (and cached if possible)."""
     path = _cache_path()
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
         if payload.get("format") == _FORMAT_VERSION and payload.get("records"):
-            return payload["records"]
+            problem = _records_problem(payload["records"])
+            if problem is None:
+                return payload["records"]
+            warnings.warn(
+                f"the pydocs cache {path} is damaged ({problem}); rebuilding it from the "
+                "Python sources (a few seconds). If this repeats, delete the file.",
+                stacklevel=3,
+            )
     except (OSError, ValueError, AttributeError):
-        pass
+        pass  # missing, unreadable or an older format: rebuild quietly
     records = extract_pydocs()
     try:  # atomic write: a reader never sees half a file
         path.parent.mkdir(parents=True, exist_ok=True)

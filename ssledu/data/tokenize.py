@@ -48,6 +48,14 @@ from transformers import PreTrainedTokenizerFast
 
 __all__ = [
     "SPECIAL_TOKENS",
+    "SPECIAL_IDS",
+    "PAD_ID",
+    "UNK_ID",
+    "CLS_ID",
+    "SEP_ID",
+    "MASK_ID",
+    "BOS_ID",
+    "EOS_ID",
     "KINDS",
     "DEFAULT_VOCAB_SIZE",
     "train_tokenizer",
@@ -59,6 +67,10 @@ __all__ = [
 # Fixed layout: the position in this list IS the token id.
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]", "[EOS]"]
 _ROLES = ["pad_token", "unk_token", "cls_token", "sep_token", "mask_token", "bos_token", "eos_token"]
+# The same layout by role, for code that needs an id without a tokenizer at hand
+# (model configs, exercises): {"pad": 0, "unk": 1, "cls": 2, ..., "eos": 6}.
+SPECIAL_IDS: dict[str, int] = {role.removesuffix("_token"): i for i, role in enumerate(_ROLES)}
+PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID, BOS_ID, EOS_ID = range(len(SPECIAL_TOKENS))
 
 KINDS = ("char", "word", "wordpiece", "bpe")
 # None = keep every symbol seen (char, word); the subword sizes suit the course's nano/tiny
@@ -256,6 +268,8 @@ def train_tokenizer(
 
 def sentinel_id(tokenizer, k: int) -> int:
     """Id of T5's ``<extra_id_k>`` in ``tokenizer``; raises if it has fewer sentinels."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"k must be a non-negative integer (<extra_id_k>); got {k!r}")
     token = f"<extra_id_{k}>"
     vocab = tokenizer.get_vocab()
     if token not in vocab:
@@ -271,6 +285,11 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, path) -> Path:
 
     ``load_tokenizer(path)`` or ``PreTrainedTokenizerFast.from_pretrained(path)`` reads it back.
     """
+    if not hasattr(tokenizer, "save_pretrained"):
+        raise TypeError(
+            f"save_tokenizer(tokenizer, path) needs the tokenizer object first; got "
+            f"{type(tokenizer).__name__}. Build one with train_tokenizer(texts, kind=...)"
+        )
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(path))
@@ -278,10 +297,32 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, path) -> Path:
 
 
 def load_tokenizer(path) -> PreTrainedTokenizerFast:
-    """Load a tokenizer saved by ``save_tokenizer`` from the folder ``path``."""
+    """Load a tokenizer saved by ``save_tokenizer`` from the folder ``path``.
+
+    Checks that the file is readable and keeps the course's layout (``SPECIAL_TOKENS`` at
+    ids 0..6); a damaged or foreign ``tokenizer.json`` raises ValueError naming the file.
+    """
     path = Path(path)
-    if not (path / "tokenizer.json").is_file():
+    file = path / "tokenizer.json"
+    if not file.is_file():
         raise FileNotFoundError(
             f"no tokenizer.json in {path}; save one first with save_tokenizer(tokenizer, {str(path)!r})"
         )
-    return PreTrainedTokenizerFast.from_pretrained(str(path))
+    fix = (f"delete {path} and train the tokenizer again (train_tokenizer, then "
+           "save_tokenizer); models trained with the old ids need the same tokenizer")
+    try:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+    except Exception as err:
+        # JSONDecodeError for a cut-off file, KeyError for a foreign layout, and the Rust
+        # library's own Exception for a malformed model section: all mean the same here.
+        raise ValueError(f"{file} is corrupt or not a tokenizer file ({type(err).__name__}: "
+                         f"{str(err)[:120]}); {fix}") from err
+    vocab = tokenizer.get_vocab()
+    moved = [f"{s}={vocab.get(s)}" for i, s in enumerate(SPECIAL_TOKENS) if vocab.get(s) != i]
+    if moved:
+        raise ValueError(
+            f"{file} does not have the course's special-token layout "
+            f"({', '.join(f'{s}={i}' for i, s in enumerate(SPECIAL_TOKENS))}); found "
+            f"{', '.join(moved)}. It was not made by ssledu.data.tokenize: {fix}"
+        )
+    return tokenizer

@@ -60,6 +60,7 @@ __all__ = [
     "word_nlls",
     "true_nll",
     "bayes_floor",
+    "best_guess_accuracy",
     "position_kinds",
     "word_roles",
     "story_attributes",
@@ -912,3 +913,32 @@ def generate_scenes(n: int, seed: int = 0, world: World | None = None, size: int
         captions.append(caption)
         attributes.append({"objects": objects})
     return {"images": images, "captions": captions, "attributes": attributes}
+
+
+def best_guess_accuracy(text, world: World | None = None) -> dict[str, list[float]]:
+    """Per word of a story, the expected accuracy of the Bayes-optimal guess of that word.
+
+    ``"left"``: from the words to its left only, max_w p(w | x_<i) (the ceiling of any
+    causal LM; the end of text is not a guess). ``"both"``: from every other word of the
+    story, max_w p(w | x_\\i), the ceiling of a cloze test hiding that word alone, with
+    p(w | x_\\i) proportional to the exact probability of the story with w at i. One entry
+    per word in each list. Raises ValueError for a story the process cannot produce.
+    """
+    proc = _get(world)
+    words = _words_of(text)
+    _walk(proc, words)  # an impossible story raises here, naming the word
+    left, both = [], []
+    for i in range(len(words)):
+        options = next_word_distribution(words[:i], proc.world)
+        left.append(max(p for w, p in options.items() if w != EOS))
+        log_p = []
+        for w in options:  # the words the left context allows; keep those the whole story allows
+            if w == EOS:
+                continue
+            try:
+                log_p.append(-true_nll(words[:i] + [w] + words[i + 1:], proc.world))
+            except ValueError:
+                pass
+        top = max(log_p)
+        both.append(1.0 / sum(math.exp(v - top) for v in log_p))  # max_w of the normalised p
+    return {"left": left, "both": both}

@@ -2,71 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from ssledu.check import Exercise, close, register
 
-MASK_ID = 4  # [MASK] in every tokenizer of ssledu.data.tokenize
-
-
-class _Vocabulary:
-    """The little a masking function needs from a tokenizer: its size and its [MASK] id."""
-
-    mask_token = "[MASK]"
-    mask_token_id = MASK_ID
-    all_special_ids = list(range(7))
-
-    def __init__(self, size: int):
-        self.size = size
-
-    def __len__(self):
-        return self.size
-
-
-# --- 1. 80/10/10 masking -----------------------------------------------------------
-
-
-def _ref_mask_80_10_10(ids, seed, vocab_size, p=0.15):
-    import torch
-
-    from ssledu.objectives.mlm import mask_tokens
-
-    g = torch.Generator().manual_seed(seed)
-    row = torch.tensor([list(ids)])  # (1, L)
-    out = mask_tokens(row, _Vocabulary(vocab_size), p, 0.8, 0.1, generator=g,
-                      special_tokens_mask=torch.zeros_like(row, dtype=torch.bool))
-    return out["input_ids"][0].tolist(), out["labels"][0].tolist()
-
-
-def _cases_mask(rng: random.Random):
-    vocab = rng.randrange(20, 200)
-    n = rng.randrange(8, 60)
-    return [{
-        "ids": [rng.randrange(7, vocab) for _ in range(n)],
-        "seed": rng.randrange(10_000),
-        "vocab_size": vocab,
-        "p": rng.choice([0.15, 0.3, 0.5]),
-    }]
-
-
-register(
-    Exercise(
-        name="mask_80_10_10",
-        chapter="02",
-        description="BERT's masking of one sequence: select with p, then 80 % [MASK], 10 % random, "
-        "10 % kept; return (corrupted ids, labels) drawn like transformers' collator",
-        reference=_ref_mask_80_10_10,
-        cases=_cases_mask,
-        hint="four draws from one torch.Generator().manual_seed(seed), each over all positions: "
-        "bernoulli(p) selects; bernoulli(0.8) picks [MASK] among the selected; a third bernoulli "
-        "picks 'random' among the selected that are not [MASK] (what probability makes that 10 % of "
-        "ALL selected?), with ids from torch.randint(vocab_size, ...); labels are -100 where not "
-        "selected",
-    )
-)
-
-
-# --- 2. the MLM loss from logits ---------------------------------------------------
+# --- 1. the MLM loss from logits ---------------------------------------------------
 
 
 def _ref_mlm_loss_from_logits(logits, labels):
@@ -102,40 +43,104 @@ register(
 )
 
 
-# --- 3. which tokens does whole-word masking hide? --------------------------------
+# --- 2. how far can the model trust a word it reads? ---------------------------------
 
 
-def _ref_whole_word_positions(word_ids, seed, p=0.3):
-    import torch
-
-    from ssledu.objectives.mlm import mask_whole_words
-
-    ids = torch.tensor([[7 + (i % 10) for i in range(len(word_ids))]])  # (1, L)
-    special = torch.tensor([[w is None for w in word_ids]])
-    g = torch.Generator().manual_seed(seed)
-    out = mask_whole_words(ids, [list(word_ids)], _Vocabulary(20), p, generator=g,
-                           special_tokens_mask=special)
-    return (out["labels"][0] != -100).nonzero().flatten().tolist()
+def _ref_visible_word_is_original(p, mask_share, random_share, vocab_size):
+    # A position shows a real word unless it was selected and turned into [MASK]; it shows a
+    # wrong word only if it was selected, drawn for "random", and the draw missed the original.
+    shows_a_word = 1.0 - p * mask_share
+    shows_a_wrong_word = p * random_share * (vocab_size - 1) / vocab_size
+    return 1.0 - shows_a_wrong_word / shows_a_word
 
 
-def _cases_wwm(rng: random.Random):
-    word_ids = [None]
-    for w in range(rng.randrange(4, 14)):
-        word_ids += [w] * rng.choice([1, 1, 2, 3, 4])
-    word_ids.append(None)
-    return [{"word_ids": word_ids, "seed": rng.randrange(10_000), "p": rng.choice([0.2, 0.3, 0.5])}]
+def _cases_trust(rng: random.Random):
+    mask_share = rng.choice([0.5, 0.6, 0.8, 0.9])
+    return [{
+        "p": rng.choice([0.1, 0.15, 0.2, 0.3, 0.4, 0.5]),
+        "mask_share": mask_share,
+        "random_share": rng.choice([0.5, 1.0]) * (1.0 - mask_share),
+        "vocab_size": rng.randrange(10, 300),
+    }]
 
 
 register(
     Exercise(
-        name="whole_word_positions",
+        name="visible_word_is_original",
         chapter="02",
-        description="the token positions whole-word masking selects, given each token's word id "
-        "(None for [CLS]/[SEP]) and the seed",
-        reference=_ref_whole_word_positions,
-        cases=_cases_wwm,
-        hint="one bernoulli draw over all positions with probability p at the FIRST piece of each "
-        "word and 0 elsewhere (torch.Generator().manual_seed(seed)); a word whose first piece "
-        "fired is selected with all its pieces; return the sorted positions",
+        description="under BERT-style corruption (select with p; of the selected, a share becomes "
+        "[MASK], a share a uniformly random token of the vocabulary), the probability that a "
+        "position showing a real word (not [MASK]) shows its original word",
+        reference=_ref_visible_word_is_original,
+        cases=_cases_trust,
+        compare=close(rel=1e-6, abs_=1e-9),
+        hint="this is a conditional probability: the model never sees positions that show [MASK] "
+        "here. List the ways a position can end up showing a word, say in which of them the word "
+        "is wrong, and remember that a random draw over the whole vocabulary can hit the original",
+    )
+)
+
+
+# --- 3. the ceiling of a cloze test with two blanks --------------------------------
+
+
+def _ref_two_blank_ceiling(story, i, j):
+    from ssledu.data import toyworld
+
+    words = story.split()
+    a, b = sorted((i, j))
+    weight = {}  # word at i -> summed probability of the stories that put it there
+    for wa in toyworld.next_word_distribution(words[:a]):
+        if wa == toyworld.EOS:
+            continue
+        try:
+            options_b = toyworld.next_word_distribution(words[:a] + [wa] + words[a + 1:b])
+        except ValueError:  # wa makes the words between the blanks impossible
+            continue
+        for wb in options_b:
+            if wb == toyworld.EOS:
+                continue
+            trial = words[:a] + [wa] + words[a + 1:b] + [wb] + words[b + 1:]
+            try:
+                p = math.exp(-toyworld.true_nll(trial))
+            except ValueError:
+                continue
+            key = wa if a == i else wb
+            weight[key] = weight.get(key, 0.0) + p
+    return max(weight.values()) / sum(weight.values())
+
+
+def _cases_two_blanks(rng: random.Random):
+    from ssledu.data import toyworld
+
+    seed = rng.randrange(100_000)
+    stories = toyworld.generate_texts(20, seed=seed)
+    cases = []
+    for story in stories:  # a forward copy hidden together with its later restatement
+        words = story.split()
+        pairs = [(i, j) for i, kind in enumerate(toyworld.position_kinds(story)) if kind == "forward_copy"
+                 for j in range(i + 1, len(words)) if words[j] == words[i]]
+        if pairs:
+            i, j = rng.choice(pairs)
+            cases.append({"story": story, "i": i, "j": j})
+            break
+    k, m = rng.sample(range(len(words)), 2)  # and any two words of the same story
+    return cases + [{"story": story, "i": m, "j": k}]
+
+
+register(
+    Exercise(
+        name="two_blank_ceiling",
+        chapter="02",
+        description="the expected accuracy of the Bayes-optimal guess of word i of a toyworld story "
+        "when words i AND j are both hidden (max over w of p(word i = w | every other word))",
+        reference=_ref_two_blank_ceiling,
+        cases=_cases_two_blanks,
+        compare=close(rel=1e-6, abs_=1e-9),
+        hint="the probability of a word w at i given the visible words is proportional to the "
+        "total probability of all the complete stories that agree with the visible words and put "
+        "w at i, whatever they put at j. toyworld.true_nll gives minus the log-probability of a "
+        "complete story (an impossible one raises ValueError), and next_word_distribution lists "
+        "the words a prefix allows",
     )
 )

@@ -76,13 +76,64 @@ register(
         reference=_ref_perplexity_from_batches,
         cases=_cases_perplexity,
         compare=close(rel=1e-6),
-        hint="perplexity is exp of the mean loss per TOKEN over the corpus; a batch with more "
-        "tokens weighs more",
+        hint="a batch's mean loss does not say how much of the corpus it covers: first rebuild "
+        "what the corpus-wide mean is made of, then take the perplexity of that",
     )
 )
 
 
-# --- 3. top-p (nucleus) filtering ----------------------------------------------------
+# --- 3. the forward-copy ceiling of any causal model ---------------------------------
+
+
+def _ref_forward_copy_ceiling(story):
+    """Mean over the story's forward-copy words of the Bayes-optimal causal guess's accuracy."""
+    from ssledu.data import toyworld
+
+    words = story.split()
+    chances = []
+    for i, kind in enumerate(toyworld.position_kinds(story)):
+        if kind != "forward_copy":
+            continue
+        dist = toyworld.next_word_distribution(words[:i])
+        top = max(dist.values())
+        tied = [w for w, p in dist.items() if p >= top - 1e-12]
+        chances.append((words[i] in tied) / len(tied))  # a tie is broken at random
+    return sum(chances) / len(chances)
+
+
+def _cases_forward_copy_ceiling(rng: random.Random):
+    from ssledu.data import toyworld
+
+    # Every story opens with a forward copy (the number of shapes, counted by the introductions).
+    return [{"story": toyworld.generate_texts(1, seed=rng.randrange(2**31))[0]}]
+
+
+def _compare_one_number(got, expected):
+    # a float, an int, or a one-element tensor / numpy scalar
+    one = isinstance(got, (int, float)) or getattr(got, "size", None) in (1, ()) or (
+        hasattr(got, "numel") and got.numel() == 1
+    )
+    if isinstance(got, bool) or not one:
+        return f"return one number (a float) for the whole story; got a {type(got).__name__}"
+    return close(rel=1e-6, abs_=1e-9)(float(got), expected)
+
+
+register(
+    Exercise(
+        name="forward_copy_ceiling",
+        chapter="03",
+        description="expected accuracy of the best possible causal model on a story's forward-copy words",
+        reference=_ref_forward_copy_ceiling,
+        cases=_cases_forward_copy_ceiling,
+        compare=_compare_one_number,
+        hint="the best causal model knows the exact distribution of each word given the words before "
+        "it and names one word; ask how often that named word is the story's word when several words "
+        "are equally likely, and average over the forward-copy words only",
+    )
+)
+
+
+# --- 4. top-p (nucleus) filtering ----------------------------------------------------
 
 
 def _ref_top_p_filter(logits, top_p):
@@ -122,7 +173,7 @@ register(
         reference=_ref_top_p_filter,
         cases=_cases_top_p,
         compare=_compare_filtered,
-        hint="sort by probability, keep tokens until their running total first reaches top_p "
-        "(the token that crosses it stays), and always keep the most likely one",
+        hint="work one small case by hand against the definition, e.g. probabilities 0.5, 0.3, 0.2 "
+        "with top_p = 0.6 and with top_p = 0.3: which tokens does the nucleus hold each time?",
     )
 )

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ssledu.conventions import IGNORE_INDEX, check_ids, context_length, eval_mode, pad_batch
 from ssledu.data.blocks import pack_blocks, pad_blocks
 
 __all__ = [
@@ -42,33 +43,36 @@ __all__ = [
     "filter_logits",
     "sample_next",
     "generate",
+    "sampling_loop",
     "next_token_distribution",
     "compare_to_floor",
 ]
 
-IGNORE_INDEX = -100  # label value that torch's cross_entropy (and transformers) skip
+# IGNORE_INDEX (-100, skipped by cross_entropy) lives in ssledu.conventions; re-exported here.
 
 
 # --- batches -----------------------------------------------------------------------
 
 
-def _as_id_list(example) -> list[int]:
+def _as_id_list(example, what: str = "example", vocab_size: int | None = None) -> list[int]:
     if isinstance(example, dict):
         if "input_ids" not in example:
             raise KeyError(f"an example dict needs an 'input_ids' key; got keys {sorted(example)}")
         example = example["input_ids"]
-    if isinstance(example, torch.Tensor):
-        return example.reshape(-1).tolist()
-    return [int(t) for t in example]
+    # strings, floats, negative ids and ids past the vocabulary fail here with the fix
+    return check_ids(example, what=what, vocab_size=vocab_size).reshape(-1).tolist()
 
 
-def causal_lm_batch(examples, pad_id: int, *, max_length: int | None = None) -> dict:
+def causal_lm_batch(examples, pad_id: int, *, max_length: int | None = None,
+                    vocab_size: int | None = None, context: int | None = None) -> dict:
     """Pad token sequences into a batch for next-token prediction.
 
     examples: a list of token-id lists (or 1-D tensors, or dicts with "input_ids"), or a
         LongTensor (B, L) of packed blocks.
     pad_id: the id used for padding on the right.
     max_length: truncate longer sequences to this many tokens (keep the start).
+    vocab_size / context: the model's vocabulary and positions; an id or a sequence beyond
+        them raises ValueError here instead of an IndexError inside the model.
 
     Returns dict(input_ids (B, L), attention_mask (B, L), labels (B, L)) where labels is a
     copy of input_ids with -100 at padded positions and NO shift: ``GPT2LMHeadModel`` (and
@@ -81,27 +85,41 @@ def causal_lm_batch(examples, pad_id: int, *, max_length: int | None = None) -> 
                 f"a tensor of blocks must be 2-D (B, L); got shape {tuple(examples.shape)}"
             )
         examples = list(examples)
-    seqs = [_as_id_list(e) for e in examples]
+    if isinstance(examples, (str, bytes)):
+        check_ids(examples, what="examples")  # raises: encode the text first
+    seqs = [_as_id_list(e, f"examples[{i}]", vocab_size) for i, e in enumerate(examples)]
     if not seqs:
         raise ValueError("causal_lm_batch got no examples")
     if max_length is not None:
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+            raise ValueError(f"max_length must be a positive integer or None; got {max_length!r}")
         seqs = [s[:max_length] for s in seqs]
     if any(len(s) == 0 for s in seqs):
         raise ValueError("causal_lm_batch got an empty sequence; drop empty texts before batching")
     L = max(len(s) for s in seqs)
-    input_ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)  # (B, L)
-    attention_mask = torch.zeros((len(seqs), L), dtype=torch.long)  # (B, L)
-    for i, s in enumerate(seqs):
-        input_ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        attention_mask[i, : len(s)] = 1
+    if context is not None and L > context:
+        raise ValueError(
+            f"a sequence has {L} tokens but the model reads at most {context} positions; "
+            f"pass max_length={context} to cut it, or pack the data into shorter blocks "
+            "(pack_documents(..., block_size))"
+        )
+    padded = pad_batch(seqs, pad_id)
+    input_ids, attention_mask = padded["input_ids"], padded["attention_mask"]  # (B, L)
     labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)  # (B, L), unshifted
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def clm_collator(pad_id: int, *, max_length: int | None = None):
+def clm_collator(pad_id: int, *, max_length: int | None = None, model=None):
     """A ``collate_fn`` for DataLoader / ``ssledu.train.fit``: ``causal_lm_batch`` with
-    ``pad_id`` (and ``max_length``) bound. Picklable, so worker processes can use it."""
-    return functools.partial(causal_lm_batch, pad_id=pad_id, max_length=max_length)
+    ``pad_id`` (and ``max_length``) bound. With ``model``, ids past its vocabulary and
+    sequences past its positions raise a clear error. Picklable, so worker processes can use it."""
+    if not isinstance(pad_id, int) or isinstance(pad_id, bool) or pad_id < 0:
+        raise ValueError(f"pad_id must be a non-negative token id; got {pad_id!r} "
+                         "(the course's tokenizers use [PAD] = 0)")
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    return functools.partial(causal_lm_batch, pad_id=pad_id, max_length=max_length,
+                             vocab_size=vocab if isinstance(vocab, int) else None,
+                             context=None if model is None else context_length(model, default=None))
 
 
 def pack_documents(token_lists, block_size: int, *, eos_id: int, respect_documents: bool = False):
@@ -123,6 +141,11 @@ def pack_documents(token_lists, block_size: int, *, eos_id: int, respect_documen
         raise ValueError(
             f"block_size must be an integer >= 2 (one context + one target); got {block_size!r}"
         )
+    if not isinstance(eos_id, int) or isinstance(eos_id, bool) or eos_id < 0:
+        raise ValueError(f"eos_id must be a non-negative token id; got {eos_id!r} "
+                         "(tokenizer.eos_token_id; [EOS] = 6 in the course's tokenizers)")
+    if isinstance(token_lists, (str, bytes)):
+        check_ids(token_lists, what="token_lists")  # raises: encode the texts first
     docs = []
     for doc in token_lists:
         doc = _as_id_list(doc)
@@ -172,6 +195,15 @@ def per_position_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     -log p(input_ids[b, t] | input_ids[b, :t]); it is 0 at t = 0 (never predicted) and at
     padded positions. Gradients flow; wrap in ``torch.no_grad()`` for evaluation.
     """
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    input_ids = check_ids(input_ids, what="input_ids", vocab_size=vocab if isinstance(vocab, int) else None)
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must have shape (B, L); got {tuple(input_ids.shape)}. "
+                         "Add a batch dimension with .unsqueeze(0)")
+    limit = _model_context(model)
+    if limit is not None and input_ids.shape[1] > limit:
+        raise ValueError(f"input_ids have {input_ids.shape[1]} positions but the model reads at most "
+                         f"{limit}; use perplexity(..., context={limit}) to slide a window")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, L, V)
@@ -186,16 +218,15 @@ def _nll_from_logits(logits, input_ids, attention_mask):
 
 
 def _model_context(model) -> int | None:
-    config = getattr(model, "config", None)
-    for name in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
-    return None
+    """The model's positions, or None for a model without a limit (an LSTM)."""
+    return context_length(model, default=None)
 
 
-def _as_streams(data) -> list[list[int]]:
+def _as_streams(data, vocab_size: int | None = None) -> list[list[int]]:
+    if isinstance(data, (str, bytes)):
+        check_ids(data, what="token_lists_or_blocks")  # raises: encode the text first
     if isinstance(data, torch.Tensor):
+        check_ids(data, what="token_lists_or_blocks", vocab_size=vocab_size)
         if data.dim() == 1:
             return [data.tolist()]
         if data.dim() == 2:
@@ -205,8 +236,8 @@ def _as_streams(data) -> list[list[int]]:
         )
     data = list(data)
     if data and isinstance(data[0], int):  # a single stream of ids
-        return [data]
-    return [_as_id_list(d) for d in data]
+        return [check_ids(data, what="token_lists_or_blocks", vocab_size=vocab_size).tolist()]
+    return [_as_id_list(d, f"token_lists_or_blocks[{i}]", vocab_size) for i, d in enumerate(data)]
 
 
 def _windows(n: int, context: int, stride: int):
@@ -245,9 +276,19 @@ def perplexity(
     Returns dict(nll=mean nats per scored token, ppl=exp(nll), n_tokens=number scored).
     """
     device = torch.device(device) if device is not None else _model_device(model)
+    limit = _model_context(model)
+    for name, value in (("context", context), ("stride", stride), ("batch_size", batch_size)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise TypeError(f"{name} must be an integer; got {value!r}")
+    if context is not None and limit is not None and context > limit:
+        raise ValueError(
+            f"context={context} is longer than the model's {limit} positions; pass "
+            f"context <= {limit} (or leave it out to use all {limit})"
+        )
     if context is None:
-        context = _model_context(model)
-    streams = _as_streams(token_lists_or_blocks)
+        context = limit
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    streams = _as_streams(token_lists_or_blocks, vocab if isinstance(vocab, int) else None)
     longest = max((len(s) for s in streams), default=0)
     if context is None:
         context = max(longest, 2)
@@ -257,6 +298,8 @@ def perplexity(
         stride = max(1, context // 2)
     if not 1 <= stride <= context:
         raise ValueError(f"stride must be in [1, context={context}]; got {stride}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size}")
 
     windows = []  # (ids of the window, index of its first scored token)
     for s in streams:
@@ -264,10 +307,8 @@ def perplexity(
             if end - first > 0:
                 windows.append((s[begin:end], first - begin))
 
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
-    try:
+    with eval_mode(model):
         for i in range(0, len(windows), batch_size):
             chunk = windows[i : i + batch_size]
             batch = causal_lm_batch([w for w, _ in chunk], pad_id=0)
@@ -279,8 +320,6 @@ def perplexity(
                 scored[j, :first] = 0  # already scored by an earlier window (or position 0)
             total += float((nll.double() * scored).sum())
             count += int(scored.sum())
-    finally:
-        model.train(was_training)
     if count == 0:
         raise ValueError("no token was scored: every stream has fewer than 2 tokens; prepend [BOS]")
     mean = total / count
@@ -347,6 +386,94 @@ def sample_next(
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
+def _cache_keyword(model) -> str | None:
+    """The keyword under which ``model.forward`` takes its key/value cache, or None.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns and
+    goes away in 5.40); earlier 5.x releases and ``LSTMLanguageModel`` use ``past_key_values``.
+    None (no cache keyword): ``generate`` recomputes the whole sequence each step.
+    """
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    return None
+
+
+def _empty_cache(model, cache_kw: str | None):
+    """A ``DynamicCache`` for a transformers model (it fills it in place, one layer of keys
+    and values per block); None for other models, which return their own state."""
+    if cache_kw is None:
+        return None
+    try:
+        from transformers import DynamicCache, PreTrainedModel
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return None
+    if not isinstance(model, PreTrainedModel):
+        return None
+    try:
+        return DynamicCache(config=model.config)
+    except TypeError:  # releases whose DynamicCache takes no config
+        return DynamicCache()
+
+
+def _returned_cache(out, past):
+    """The cache a forward pass hands back, read by key so that neither name warns."""
+    for name in ("cache", "past_key_values"):
+        value = out.get(name) if hasattr(out, "get") else None
+        if value is not None:
+            return value
+    return past
+
+
+def sampling_loop(
+    next_logits,
+    ids: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+    suppress_ids: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """The token-by-token loop every generator of the course shares.
+
+    next_logits: a function (B, L) ids -> (B, V) logits of the token that follows; the only
+        model-specific part (a key/value cache in ``generate``, a prefix mask in
+        ``prefix.prefix_generate``). ids: (B, L) prompt, already on the model's device.
+    Each step: suppress ``suppress_ids`` (-inf), pick with ``sample_next``, append. Rows that
+    emit ``eos_id`` are filled with ``eos_id`` afterwards; the loop ends when every row has
+    stopped or after ``max_new_tokens``. Returns (B, L + n), n <= max_new_tokens.
+    """
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0; got {max_new_tokens!r}")
+    suppress = None
+    if suppress_ids is not None and len(suppress_ids) > 0:
+        suppress = torch.as_tensor(list(suppress_ids), dtype=torch.long, device=ids.device)
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
+    for _ in range(max_new_tokens):
+        logits = next_logits(ids).float()  # (B, V)
+        if suppress is not None:
+            logits = logits.index_fill(-1, suppress, float("-inf"))  # out of place
+        nxt = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p,
+                          greedy=greedy, generator=generator)  # (B,)
+        if eos_id is not None:
+            nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+            done = done | (nxt == eos_id)
+        ids = torch.cat([ids, nxt[:, None]], dim=1)  # (B, L + 1)
+        if eos_id is not None and bool(done.all()):
+            break
+    return ids
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -364,7 +491,7 @@ def generate(
     sliding: bool = False,
     suppress_ids: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """Continue ``input_ids`` token by token: the sampling loop written out.
+    """Continue ``input_ids`` token by token: ``sampling_loop`` with a key/value cache.
 
     input_ids: (L,) or (B, L) prompt ids, all prompts of the same length (no padding).
     max_new_tokens: how many tokens to add at most.
@@ -374,8 +501,9 @@ def generate(
         and the loop ends when every sequence has stopped.
     generator / seed: the randomness for sampling; with neither, torch's global generator
         is used, so ``torch.manual_seed(s)`` reproduces ``model.generate`` draws.
-    use_cache: feed only the newest token and reuse the keys/values of earlier ones
-        (``past_key_values``); False recomputes the whole sequence each step.
+    use_cache: feed only the newest token and reuse the keys/values of earlier ones (a
+        ``transformers.DynamicCache`` passed as ``cache``, or ``past_key_values`` on
+        transformers < 5.24 and the LSTM); False recomputes the whole sequence each step.
     sliding: allow text longer than the model's context (``n_positions``): once the text
         is that long, each step reads only its last ``n_positions - 1`` tokens (nanoGPT's
         ``generate`` crops its input the same way). One less than the context, because a
@@ -411,47 +539,26 @@ def generate(
     ids = ids.to(device)
     if generator is None and seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
-    suppress = None
-    if suppress_ids is not None and len(suppress_ids) > 0:
-        suppress = torch.as_tensor(list(suppress_ids), dtype=torch.long, device=device)
 
-    was_training = model.training
-    model.eval()
-    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)  # (B,)
-    past, step_input = None, ids
-    try:
-        for _ in range(max_new_tokens):
-            mask = torch.ones_like(ids)  # (B, L) no padding: a generated [PAD] is a real token
-            if limit is not None and ids.shape[1] >= limit:  # sliding: the last limit - 1 tokens
-                window = ids[:, 1 - limit :]  # (B, limit - 1)
-                out = model(input_ids=window, attention_mask=torch.ones_like(window))
-            elif use_cache:
-                out = model(
-                    input_ids=step_input, attention_mask=mask, past_key_values=past, use_cache=True
-                )
-                past = out.past_key_values
-            else:
-                out = model(input_ids=ids, attention_mask=mask)
-            logits = out.logits[:, -1].float()  # (B, V) the distribution of the next token
-            if suppress is not None:
-                logits = logits.index_fill(-1, suppress, float("-inf"))  # out of place
-            nxt = sample_next(
-                logits,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                greedy=greedy,
-                generator=generator,
-            )  # (B,)
-            if eos_id is not None:
-                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-                done = done | (nxt == eos_id)
-            ids = torch.cat([ids, nxt[:, None]], dim=1)  # (B, L + 1)
-            step_input = nxt[:, None]  # (B, 1) with a cache only the new token goes in
-            if eos_id is not None and bool(done.all()):
-                break
-    finally:
-        model.train(was_training)
+    cache_kw = _cache_keyword(model) if use_cache else None
+    cache = {"past": _empty_cache(model, cache_kw), "seen": 0}  # the keys/values of `seen` tokens
+
+    def next_logits(ids):  # (B, L) -> (B, V): the distribution of the next token
+        mask = torch.ones_like(ids)  # (B, L) no padding: a generated [PAD] is a real token
+        if limit is not None and ids.shape[1] >= limit:  # sliding: the last limit - 1 tokens
+            window = ids[:, 1 - limit :]  # (B, limit - 1)
+            return model(input_ids=window, attention_mask=torch.ones_like(window)).logits[:, -1]
+        if cache_kw is not None:  # the whole prompt first, then only the newest token
+            out = model(input_ids=ids[:, cache["seen"] :], attention_mask=mask, use_cache=True,
+                        **{cache_kw: cache["past"]})
+            cache["past"], cache["seen"] = _returned_cache(out, cache["past"]), ids.shape[1]
+            return out.logits[:, -1]
+        return model(input_ids=ids, attention_mask=mask).logits[:, -1]
+
+    with eval_mode(model):
+        ids = sampling_loop(next_logits, ids, max_new_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, greedy=greedy, eos_id=eos_id, generator=generator,
+                            suppress_ids=suppress_ids)
     return ids[0] if squeeze else ids
 
 
@@ -463,6 +570,10 @@ def next_token_distribution(model, tokenizer, prompt: str, k: int = 10, *, add_b
     and the tokenizer has one (the convention the course trains with). Tokens are shown
     as the tokenizer's pieces (``convert_ids_to_tokens``). Sorted by probability, highest first.
     """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string; got {type(prompt).__name__}")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer (how many tokens to list); got {k!r}")
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     if add_bos and getattr(tokenizer, "bos_token_id", None) is not None:
         ids = [tokenizer.bos_token_id] + ids
@@ -470,13 +581,13 @@ def next_token_distribution(model, tokenizer, prompt: str, k: int = 10, *, add_b
         raise ValueError(
             "the prompt is empty and the tokenizer has no [BOS]; give at least one token"
         )
+    limit = _model_context(model)
+    if limit is not None and len(ids) > limit:
+        raise ValueError(f"the prompt is {len(ids)} tokens but the model reads at most {limit}; "
+                         "shorten the prompt")
     device = _model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         logits = model(input_ids=torch.tensor([ids], device=device)).logits[0, -1].float()  # (V,)
-    finally:
-        model.train(was_training)
     probs = logits.softmax(-1)
     top = torch.topk(probs, min(k, probs.numel()))
     tokens = tokenizer.convert_ids_to_tokens(top.indices.tolist())
@@ -509,6 +620,8 @@ def compare_to_floor(
     """
     from ssledu.data import toyworld
 
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of toyworld texts; wrap a single text in a list")
     texts = list(texts)
     if not texts:
         raise ValueError("compare_to_floor needs at least one text")
@@ -531,12 +644,13 @@ def compare_to_floor(
         kinds.append(list(toyworld.position_kinds(text, world=world)) + ["eos"])
 
     device = _model_device(model)
-    was_training = model.training
-    model.eval()
     rows = []  # (kind, model nll, floor nll, correct) per predicted token
-    try:
+    with eval_mode(model):
         for i in range(0, len(seqs), batch_size):
-            batch = causal_lm_batch(seqs[i : i + batch_size], pad_id=tokenizer.pad_token_id or 0)
+            batch = causal_lm_batch(seqs[i : i + batch_size], pad_id=tokenizer.pad_token_id or 0,
+                                    vocab_size=getattr(model.config, "vocab_size", None)
+                                    if hasattr(model, "config") else None,
+                                    context=_model_context(model))
             ids = batch["input_ids"].to(device)
             mask = batch["attention_mask"].to(device)
             logits = model(input_ids=ids, attention_mask=mask).logits  # (B, L, V)
@@ -545,8 +659,6 @@ def compare_to_floor(
             for j, seq in enumerate(seqs[i : i + batch_size]):
                 n, k = len(seq), i + j  # predicted positions 1..n-1: the words, then [EOS]
                 rows += zip(kinds[k], nll[j, 1:n].tolist(), floors[k], correct[j, : n - 1].tolist())
-    finally:
-        model.train(was_training)
 
     def summary(selected):
         n = len(selected)

@@ -23,12 +23,15 @@ transformers 5 ``DataCollatorForLanguageModeling`` (draw order); Salazar et al. 
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from ssledu.conventions import IGNORE_INDEX, check_ids, context_length, eval_mode, pad_batch
 
 __all__ = [
     "IGNORE_INDEX",
@@ -46,9 +49,11 @@ __all__ = [
     "masked_accuracy",
     "fill_mask",
     "cloze_scores",
+    "top_predictions",
+    "replace_one_token",
 ]
 
-IGNORE_INDEX = -100  # label value that torch's cross_entropy skips
+# IGNORE_INDEX (-100, skipped by cross_entropy) lives in ssledu.conventions; re-exported here.
 
 
 # --------------------------------------------------------------------------- checks
@@ -80,14 +85,20 @@ def _mask_token_id(tokenizer) -> int:
     return int(tokenizer.mask_token_id)
 
 
-def _as_batch(input_ids) -> tuple[torch.Tensor, bool]:
-    """Return a (B, L) LongTensor and whether the input was a single 1-D sequence."""
+def _as_batch(input_ids, tokenizer=None) -> tuple[torch.Tensor, bool]:
+    """Return a (B, L) LongTensor and whether the input was a single 1-D sequence.
+
+    Strings, floats, negative ids and (given the tokenizer) ids outside its vocabulary are
+    rejected here with the fix, instead of failing later inside torch.
+    """
+    if isinstance(input_ids, (str, bytes)):
+        check_ids(input_ids, what="input_ids")  # raises: encode the text first
     if isinstance(input_ids, torch.Tensor):
         ids = input_ids
     else:
         rows = list(input_ids)
         if rows and not isinstance(rows[0], (Sequence, torch.Tensor)):
-            ids = torch.tensor(rows, dtype=torch.long)
+            ids = check_ids(rows, what="input_ids")
         else:
             lengths = {len(r) for r in rows}
             if len(lengths) > 1:
@@ -95,9 +106,10 @@ def _as_batch(input_ids) -> tuple[torch.Tensor, bool]:
                     f"sequences have different lengths {sorted(lengths)}; pad them first "
                     "(ssledu.data.blocks.pack_blocks) or let mlm_collator(tokenizer) pad them"
                 )
-            ids = torch.tensor([list(map(int, r)) for r in rows], dtype=torch.long)
-    if ids.dtype != torch.long:
-        ids = ids.long()
+            ids = check_ids([r if isinstance(r, (str, bytes)) else list(r) for r in rows],
+                            what="input_ids")
+    vocab_size = len(tokenizer) if tokenizer is not None else None
+    ids = check_ids(ids, what="input_ids", vocab_size=vocab_size)
     if ids.dim() == 1:
         return ids.unsqueeze(0), True
     if ids.dim() != 2:
@@ -203,7 +215,7 @@ def mask_tokens(
     """
     _check_probabilities(mlm_probability, mask_replace_prob, random_replace_prob)
     _mask_token_id(tokenizer)
-    ids_in, single = _as_batch(input_ids)
+    ids_in, single = _as_batch(input_ids, tokenizer)
     dev = _rng_device(generator)
     ids = ids_in.to(dev)
     special = _special_mask(ids_in.cpu(), tokenizer, special_tokens_mask).to(dev)  # (B, L)
@@ -267,8 +279,14 @@ def mask_whole_words(
     """
     _check_probabilities(mlm_probability, mask_replace_prob, random_replace_prob)
     _mask_token_id(tokenizer)
-    ids_in, single = _as_batch(input_ids)
-    if single and word_ids is not None and not isinstance(word_ids, torch.Tensor):
+    ids_in, single = _as_batch(input_ids, tokenizer)
+    if word_ids is None or isinstance(word_ids, (str, bytes)):
+        raise TypeError(
+            "word_ids must give the word of each token, e.g. enc.word_ids(i) from a fast "
+            f"tokenizer's encoding (None for specials); got {type(word_ids).__name__}. Without "
+            "word boundaries use mask_tokens"
+        )
+    if single and not isinstance(word_ids, torch.Tensor):
         word_ids = [word_ids]
     special = _special_mask(ids_in.cpu(), tokenizer, special_tokens_mask)
     groups, starts = _word_groups(word_ids, special)  # (B, L), (B, L)
@@ -313,7 +331,7 @@ def mask_tokens_exact(
     if not isinstance(max_predictions, int) or max_predictions < 1:
         raise ValueError(f"max_predictions must be a positive integer; got {max_predictions!r}")
     _mask_token_id(tokenizer)
-    ids_in, single = _as_batch(input_ids)
+    ids_in, single = _as_batch(input_ids, tokenizer)
     ids = ids_in.cpu()
     special = _special_mask(ids, tokenizer, special_tokens_mask)  # (B, L)
     candidates = ~special
@@ -347,6 +365,9 @@ def split_sentences(text: str) -> list[str]:
 
     Toyworld's " . " separators split as expected: "a b . c d ." -> ["a b .", "c d ."].
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be one string; got {type(text).__name__}. For a list of "
+                        "texts use [split_sentences(t) for t in texts]")
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
 
@@ -396,18 +417,13 @@ def _pack_pairs(pairs, tokenizer, max_len, label_key):
         rows.append([cls_id, *a, sep_id, *b, sep_id])
         types.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
         labels.append(label)
-    L = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), L), pad_id, dtype=torch.long)  # (N, L)
-    token_type_ids = torch.zeros((len(rows), L), dtype=torch.long)  # (N, L)
-    attention_mask = torch.zeros((len(rows), L), dtype=torch.long)  # (N, L)
-    for i, (r, t) in enumerate(zip(rows, types)):
-        input_ids[i, : len(r)] = torch.tensor(r)
-        token_type_ids[i, : len(t)] = torch.tensor(t)
-        attention_mask[i, : len(r)] = 1
+    padded = pad_batch(rows, pad_id)  # input_ids, attention_mask (N, L)
+    # segment B is 1, [CLS] A [SEP] and padding are 0, as BERT's token_type_ids
+    token_type_ids = pad_batch(types, 0)["input_ids"]  # (N, L)
     return {
-        "input_ids": input_ids,
+        "input_ids": padded["input_ids"],
         "token_type_ids": token_type_ids,
-        "attention_mask": attention_mask,
+        "attention_mask": padded["attention_mask"],
         label_key: torch.tensor(labels, dtype=torch.long),  # (N,)
     }
 
@@ -508,9 +524,23 @@ def sop_pairs(
 
 def unbatch(batch: Mapping) -> list[dict]:
     """Dict of (N, ...) tensors -> list of N example dicts (``nsp_pairs`` output -> a collator)."""
-    keys = list(batch)
-    n = len(batch[keys[0]])
+    keys = list(batch) if isinstance(batch, Mapping) else []
+    if not keys:
+        raise ValueError("unbatch needs a non-empty dict of (N, ...) tensors, e.g. from nsp_pairs")
+    lengths = {k: len(batch[k]) for k in keys}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"every value must have the same first dimension N; got {lengths}")
+    n = lengths[keys[0]]
     return [{k: batch[k][i] for k in keys} for i in range(n)]
+
+
+def _check_logits_labels(logits, labels) -> None:
+    if logits.dim() < 2 or tuple(labels.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"logits must be (B, L, V) and labels (B, L) with the same B and L; got logits "
+            f"{tuple(logits.shape)} and labels {tuple(labels.shape)}. Pass the labels of the "
+            "same batch (batch['labels'])"
+        )
 
 
 # ----------------------------------------------------------------------- collator
@@ -533,7 +563,7 @@ class MLMCollator:
     given, a sequence longer than its position embeddings raises a ValueError.
     Returns input_ids, attention_mask, labels (B, L) and the examples' other keys.
     ``state_dict`` / ``load_state_dict`` save and restore the generator (``fit`` resumes
-    with them). In a DataLoader with worker processes each worker would copy the same
+    with them); ``fork(seed)`` is a copy with its own generator (``evaluate`` masks with it). In a DataLoader with worker processes each worker would copy the same
     generator: use it with ``num_workers=0`` (as ``fit`` does).
     """
 
@@ -558,7 +588,13 @@ class MLMCollator:
         if strategy not in self.STRATEGIES:
             raise ValueError(f"strategy must be one of {self.STRATEGIES}; got {strategy!r}")
         if model is not None and max_length is None:
-            max_length = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+            max_length = context_length(model, default=None)
+        for name, value in (("max_length", max_length), ("pad_to_multiple_of", pad_to_multiple_of)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None; got {value!r}")
+        # ids must fit the model's embedding table when one is given, else the tokenizer's
+        vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+        self.vocab_size = vocab if isinstance(vocab, int) else len(tokenizer)
         self.tokenizer = tokenizer
         self.mlm_probability = mlm_probability
         self.mask_replace_prob = mask_replace_prob
@@ -573,19 +609,20 @@ class MLMCollator:
     def _rows(self, examples):
         """Per example: (ids list, word_ids list or None, extras dict)."""
         rows = []
-        for ex in examples:
+        for i, ex in enumerate(examples):
             if isinstance(ex, Mapping):
                 if "input_ids" not in ex:
                     raise ValueError(
                         f"example dicts need an 'input_ids' key; got keys {sorted(ex)}"
                     )
-                ids = torch.as_tensor(ex["input_ids"]).long().flatten().tolist()
+                ids = check_ids(ex["input_ids"], what=f"examples[{i}]['input_ids']",
+                                vocab_size=self.vocab_size).flatten().tolist()
                 if "attention_mask" in ex:  # drop padding the example already carries
                     ids = ids[: int(torch.as_tensor(ex["attention_mask"]).sum())]
                 extras = {k: v for k, v in ex.items() if k not in _REBUILT_KEYS}
                 word_ids = ex.get("word_ids")
             else:
-                ids = torch.as_tensor(ex).long().flatten().tolist()
+                ids = check_ids(ex, what=f"examples[{i}]", vocab_size=self.vocab_size).flatten().tolist()
                 extras, word_ids = {}, None
             if self.strategy == "whole_word" and word_ids is None:
                 raise ValueError(
@@ -595,8 +632,8 @@ class MLMCollator:
                 )
             if self.max_length is not None and len(ids) > self.max_length:
                 raise ValueError(
-                    f"a sequence has {len(ids)} tokens but the model takes at most "
-                    f"{self.max_length} (config.max_position_embeddings); cut the data into "
+                    f"examples[{i}] has {len(ids)} tokens but the model takes at most "
+                    f"{self.max_length} positions (max_length); cut the data into "
                     "shorter blocks (ssledu.data.blocks.pack_blocks(..., block_size)) or build "
                     "a model with more positions"
                 )
@@ -612,11 +649,8 @@ class MLMCollator:
             L = math.ceil(L / self.pad_to_multiple_of) * self.pad_to_multiple_of
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         B = len(rows)
-        input_ids = torch.full((B, L), pad_id, dtype=torch.long)  # (B, L)
-        attention_mask = torch.zeros((B, L), dtype=torch.long)  # (B, L)
-        for i, (ids, _, _) in enumerate(rows):
-            input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[i, : len(ids)] = 1
+        padded = pad_batch([ids for ids, _, _ in rows], pad_id, length=L)
+        input_ids, attention_mask = padded["input_ids"], padded["attention_mask"]  # (B, L)
         special = _special_mask(input_ids, self.tokenizer, None) | (attention_mask == 0)
         common = dict(
             mlm_probability=self.mlm_probability,
@@ -656,6 +690,16 @@ class MLMCollator:
         """Restore the state saved by ``state_dict``."""
         self.generator.set_state(state["generator"])
 
+    def fork(self, seed: int = 0) -> "MLMCollator":
+        """A copy that masks with its own generator seeded by ``seed``; ``self`` is untouched.
+
+        ``evaluate`` scores on ``collate_fn.fork(seed)``: the same masks at every call, and
+        the training run's masks do not depend on how often it was evaluated.
+        """
+        twin = copy.copy(self)  # shares the tokenizer; only the generator differs
+        twin.generator = torch.Generator().manual_seed(seed)
+        return twin
+
     def __repr__(self):
         return (
             f"MLMCollator(p={self.mlm_probability}, mask={self.mask_replace_prob}, "
@@ -677,6 +721,7 @@ def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     logits (B, L, V), labels (B, L). With no labelled position it returns 0 (connected to
     the graph, so ``backward`` still works) where plain cross-entropy would give NaN.
     """
+    _check_logits_labels(logits, labels)
     V = logits.shape[-1]
     flat_logits, flat_labels = logits.reshape(-1, V), labels.reshape(-1)  # (B*L, V), (B*L,)
     if not (flat_labels != IGNORE_INDEX).any():
@@ -718,6 +763,7 @@ def masked_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> f
     """
     if not isinstance(k, int) or k < 1 or k > logits.shape[-1]:
         raise ValueError(f"k must be an integer in [1, vocab size {logits.shape[-1]}]; got {k!r}")
+    _check_logits_labels(logits, labels)
     keep = labels != IGNORE_INDEX  # (B, L)
     if not keep.any():
         return float("nan")
@@ -726,40 +772,71 @@ def masked_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> f
     return hits.float().mean().item()
 
 
+def _unknown_words_message(tokenizer, text: str) -> str:
+    """Which words of ``text`` the tokenizer reads as [UNK], each with its closest known words."""
+    import difflib
+
+    special = set(getattr(tokenizer, "all_special_tokens", []))
+    known = [t for t in tokenizer.get_vocab() if t not in special and not t.startswith("##")]
+    unk_id, listed = tokenizer.unk_token_id, []
+    for word in dict.fromkeys(text.split()):  # each word once, in order
+        if word in special or unk_id not in tokenizer(word, add_special_tokens=False)["input_ids"]:
+            continue
+        close = difflib.get_close_matches(word.lower(), known, n=3, cutoff=0.6)
+        listed.append(f"'{word}' (closest: {', '.join(close)})" if close else f"'{word}' (no close word)")
+    return (
+        f"not in the tokenizer's vocabulary, so the model would read {tokenizer.unk_token} instead: "
+        f"{'; '.join(listed) or 'a character of the text'}. Use words the model was trained on"
+    )
+
+
 def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[list[tuple[str, float]]]:
     """Predict each [MASK] in ``text``: per mask, the ``k`` likeliest (token, probability).
 
-    The text is encoded as "[CLS] text [SEP]" ("[MASK]" in it is the tokenizer's mask token).
+    The text is encoded as "[CLS] text [SEP]" ("[MASK]" in it is the tokenizer's mask token,
+    in any case: "[mask]" works too). A word the tokenizer does not know (it would become
+    [UNK]) raises ValueError naming it and its closest known words.
     Probabilities are a softmax over the whole vocabulary, sorted from most likely.
     Works with BertForMaskedLM and BertForPreTraining; runs in eval mode without gradients
     and restores the model's training mode afterwards.
     """
+    if not isinstance(text, str):
+        raise TypeError(
+            f"text must be one string with {getattr(tokenizer, 'mask_token', '[MASK]')} in it; got "
+            f"{type(text).__name__}. For several texts call fill_mask once per text"
+        )
     mask_id = _mask_token_id(tokenizer)
+    # "[mask]" and "[Mask]" mean the mask token too (a tokenizer matches it case-sensitively)
+    text = re.sub(re.escape(tokenizer.mask_token), lambda _: tokenizer.mask_token, text, flags=re.IGNORECASE)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if mask_id not in ids:
         raise ValueError(
             f"the text has no {tokenizer.mask_token} token; write it where a word should be "
             f"predicted, e.g. 'the cat {tokenizer.mask_token} on the mat'"
         )
+    unk_id = getattr(tokenizer, "unk_token_id", None)
+    if unk_id is not None and unk_id in ids:
+        raise ValueError(_unknown_words_message(tokenizer, text))
     ids = [_special_id(tokenizer, "cls_token"), *ids, _special_id(tokenizer, "sep_token")]
-    max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    max_pos = context_length(model, default=None)
     if max_pos is not None and len(ids) > max_pos:
         raise ValueError(
             f"the text is {len(ids)} tokens with [CLS]/[SEP] but the model takes at most "
-            f"{max_pos} (config.max_position_embeddings); shorten the text"
+            f"{max_pos} positions; shorten the text"
+        )
+    V = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(V, int) and len(tokenizer) > V:
+        raise ValueError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary only {V}; "
+            "use the tokenizer the model was built with (models.bert(tokenizer, ...))"
         )
     V = getattr(getattr(model, "config", None), "vocab_size", None)
     if not isinstance(k, int) or k < 1 or (V is not None and k > V):
         raise ValueError(f"k must be an integer in [1, vocab size {V}]; got {k!r}")
     device = next(model.parameters()).device
     input_ids = torch.tensor([ids], device=device)  # (1, L)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
     logits = getattr(out, "logits", None)
     if logits is None:  # BertForPreTraining names them differently
         logits = out.prediction_logits  # (1, L, V)
@@ -796,7 +873,10 @@ def cloze_scores(model, tokenizer, texts, *, whole_words: bool = False, batch_si
     texts = list(texts)
     mask_id = _mask_token_id(tokenizer)
     cls_id, sep_id = _special_id(tokenizer, "cls_token"), _special_id(tokenizer, "sep_token")
-    max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    bad = next((t for t in texts if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TypeError(f"texts must be strings; got a {type(bad).__name__}: {str(bad)[:40]!r}")
+    max_pos = context_length(model, default=None)
     enc = tokenizer(texts, add_special_tokens=False)
     keys = ("text", "position", "word", "pieces", "target", "predicted", "correct", "log_prob")
     out = {k: [] for k in keys}
@@ -805,7 +885,7 @@ def cloze_scores(model, tokenizer, texts, *, whole_words: bool = False, batch_si
         if max_pos is not None and len(ids) + 2 > max_pos:
             raise ValueError(
                 f"text {t} is {len(ids) + 2} tokens with [CLS]/[SEP] but the model takes at most "
-                f"{max_pos} (config.max_position_embeddings); shorten or drop it"
+                f"{max_pos} positions; shorten or drop it"
             )
         word_ids = [w if w is not None else -1 - i for i, w in enumerate(enc.word_ids(t))]
         members: dict[int, list[int]] = {}
@@ -828,33 +908,80 @@ def cloze_scores(model, tokenizer, texts, *, whole_words: bool = False, batch_si
     out["predicted"], out["correct"], out["log_prob"] = [0] * n, [False] * n, [0.0] * n
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(copies), batch_size):
-                chunk = copies[start : start + batch_size]
-                L = max(len(row) for row, _, _ in chunk)
-                input_ids = torch.full((len(chunk), L), pad_id, dtype=torch.long)  # (B, L)
-                attention_mask = torch.zeros((len(chunk), L), dtype=torch.long)  # (B, L)
-                for b, (row, _, _) in enumerate(chunk):
-                    input_ids[b, : len(row)] = torch.tensor(row)
-                    attention_mask[b, : len(row)] = 1
-                result = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
-                logits = getattr(result, "logits", None)
-                if logits is None:  # BertForPreTraining
-                    logits = result.prediction_logits  # (B, L, V)
-                b_idx = [b for b, (_, pos, _) in enumerate(chunk) for _ in pos]
-                p_idx = [p for _, pos, _ in chunk for p in pos]
-                logp = logits[b_idx, p_idx].float().log_softmax(dim=-1).cpu()  # (N, V)
-                records = [r for _, _, recs in chunk for r in recs]
-                targets = torch.tensor([out["target"][r] for r in records])  # (N,)
-                predicted = logp.argmax(dim=-1)
-                picked = logp.gather(1, targets[:, None]).squeeze(1)  # (N,)
-                for j, r in enumerate(records):
-                    out["predicted"][r] = int(predicted[j])
-                    out["correct"][r] = bool(predicted[j] == targets[j])
-                    out["log_prob"][r] = float(picked[j])
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, len(copies), batch_size):
+            chunk = copies[start : start + batch_size]
+            padded = pad_batch([row for row, _, _ in chunk], pad_id)
+            input_ids, attention_mask = padded["input_ids"], padded["attention_mask"]  # (B, L)
+            result = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
+            logits = getattr(result, "logits", None)
+            if logits is None:  # BertForPreTraining
+                logits = result.prediction_logits  # (B, L, V)
+            b_idx = [b for b, (_, pos, _) in enumerate(chunk) for _ in pos]
+            p_idx = [p for _, pos, _ in chunk for p in pos]
+            logp = logits[b_idx, p_idx].float().log_softmax(dim=-1).cpu()  # (N, V)
+            records = [r for _, _, recs in chunk for r in recs]
+            targets = torch.tensor([out["target"][r] for r in records])  # (N,)
+            predicted = logp.argmax(dim=-1)
+            picked = logp.gather(1, targets[:, None]).squeeze(1)  # (N,)
+            for j, r in enumerate(records):
+                out["predicted"][r] = int(predicted[j])
+                out["correct"][r] = bool(predicted[j] == targets[j])
+                out["log_prob"][r] = float(picked[j])
     return out
+
+
+def top_predictions(model, rows, *, pad_id: int = 0, batch_size: int = 256) -> list[list[int]]:
+    """The model's top guess (argmax over the vocabulary) at every position of each row.
+
+    rows: list of token-id lists of any lengths, fed as they are (no [MASK] added), padded
+    per chunk of ``batch_size`` rows with an attention mask, so a row's guesses do not
+    depend on its neighbours. Returns one list of ids per row, as long as the row.
+    Works with BertForMaskedLM and BertForPreTraining; eval mode and no gradients
+    (the training flag is restored).
+    """
+    if isinstance(rows, (str, bytes)) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            "rows must be a list of token-id lists and batch_size a positive integer; "
+            f"got {type(rows).__name__} and {batch_size!r}"
+        )
+    rows = [list(map(int, r)) for r in rows]
+    device = next(model.parameters()).device
+    out = []
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            padded = pad_batch(chunk, pad_id)  # input_ids, attention_mask (B, L)
+            result = model(input_ids=padded["input_ids"].to(device),
+                           attention_mask=padded["attention_mask"].to(device))
+            logits = getattr(result, "logits", None)
+            if logits is None:  # BertForPreTraining
+                logits = result.prediction_logits  # (B, L, V)
+            guess = logits.argmax(dim=-1).cpu()  # (B, L)
+            out += [guess[b, : len(r)].tolist() for b, r in enumerate(chunk)]
+    return out
+
+
+def replace_one_token(rows, low: int, high: int, *, seed: int = 0,
+                      generator: torch.Generator | None = None) -> tuple[list[list[int]], list[int]]:
+    """In each row, one inner token replaced by a different random id (an intruder word).
+
+    rows: token-id lists that start with [CLS] and end with [SEP] (never replaced). Per row,
+    the position is drawn uniformly among the inner ones, then the intruder uniformly from
+    ids ``low..high-1`` until it differs from the original. Returns (new rows, positions).
+    """
+    if not (isinstance(low, int) and isinstance(high, int) and high - low >= 2):
+        raise ValueError(f"need at least two ids to draw an intruder from: low={low!r}, high={high!r}")
+    g = _generator(generator, seed)
+    new_rows, positions = [], []
+    for n, row in enumerate(rows):
+        row = list(map(int, row))
+        if len(row) < 3:
+            raise ValueError(f"row {n} has {len(row)} tokens; it needs [CLS], one word and [SEP]")
+        i = int(torch.randint(1, len(row) - 1, (), generator=g))
+        intruder = row[i]
+        while intruder == row[i]:
+            intruder = int(torch.randint(low, high, (), generator=g))
+        new_rows.append(row[:i] + [intruder] + row[i + 1:])
+        positions.append(i)
+    return new_rows, positions

@@ -30,10 +30,14 @@ uniform in [1, L-1]); Yang et al. 2019 (XLNet, permutation LM).
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import torch
+
+from ssledu.conventions import IGNORE_INDEX, check_ids, context_length, eval_mode, mask_allows, pad_batch
+from ssledu.data.blocks import TaggedBatch
 
 __all__ = [
     "MASK_KINDS",
@@ -53,10 +57,13 @@ __all__ = [
     "blank_each",
     "blank_nlls",
     "permutation_lm_example",
+    "blank_posterior",
+    "fill_blanks",
+    "score_views",
 ]
 
 MASK_KINDS = ("bidirectional", "causal", "prefix", "seq2seq", "right_to_left")
-IGNORE_INDEX = -100  # cross-entropy ignores these labels (PyTorch / transformers convention)
+# IGNORE_INDEX (-100, skipped by cross_entropy) lives in ssledu.conventions; re-exported here.
 
 
 # --------------------------------------------------------------------------
@@ -228,7 +235,8 @@ def build_mask(kind: str, attention_mask, *, dtype=torch.float32, **kwargs) -> t
 def allowed(mask: torch.Tensor) -> torch.Tensor:
     """Boolean view of a mask for plots: (B, 1, L, L) or (B, L, L) -> (B, L, L), True = may attend.
 
-    Accepts the additive float masks of this module (0 = allowed) or a boolean mask.
+    Accepts additive float masks (0 = allowed; finfo.min, -1e4, -1e9 or -inf = blocked,
+    read by ``ssledu.conventions.mask_allows``) or a boolean mask.
     """
     m = torch.as_tensor(mask)
     if m.dim() == 4:
@@ -237,9 +245,7 @@ def allowed(mask: torch.Tensor) -> torch.Tensor:
         m = m[:, 0]
     if m.dim() != 3 or m.size(-1) != m.size(-2):
         raise ValueError(f"expected a (B, 1, L, L) or (B, L, L) mask; got shape {tuple(m.shape)}")
-    if m.dtype == torch.bool:
-        return m.clone()
-    return m > torch.finfo(m.dtype).min / 2  # (B, L, L)
+    return mask_allows(m)  # (B, L, L)
 
 
 @torch.no_grad()
@@ -265,19 +271,19 @@ def leak_test(model, input_ids, attention_mask, *, expected=None) -> dict:
             f"attention_mask must be one example's (1, 1, L, L) mask with L = {L}; got shape "
             f"{tuple(mask.shape)}. Build it with prefix.build_mask(kind, torch.ones(1, L), ...)"
         )
+    from ssledu.data.tokenize import SPECIAL_TOKENS
+
     vocab = int(model.config.vocab_size)
-    first = 7 if vocab > 8 else 0  # replace with ordinary words, past the special tokens, when there are some
+    ids = check_ids(ids, what="input_ids", vocab_size=vocab)
+    # replace with ordinary words, past the special tokens, when there are some
+    first = len(SPECIAL_TOKENS) if vocab > len(SPECIAL_TOKENS) + 1 else 0
     batch = ids.repeat(L + 1, 1)  # row 0 unchanged, row 1 + j with token j replaced
     j = torch.arange(L)
     batch[1 + j, j] = first + (ids[0] - first + 1) % (vocab - first)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = model(input_ids=batch.to(device), attention_mask=mask.expand(L + 1, 1, L, L).to(device),
                     output_hidden_states=True)
-    finally:
-        model.train(was_training)
     h = out.hidden_states[-1].float().cpu()  # (L + 1, L, d)
     change = (h[1:] - h[:1]).abs().amax(-1).T  # (L query i, L replaced key j)
     if expected is not None and torch.as_tensor(expected).shape != (1, 1, L, L):
@@ -295,8 +301,8 @@ def leak_test(model, input_ids, attention_mask, *, expected=None) -> dict:
 # --------------------------------------------------------------------------
 
 def _prepare(input_ids, attention_mask):
-    ids = torch.as_tensor(input_ids)
-    if ids.dim() != 2 or ids.is_floating_point():
+    ids = check_ids(input_ids, what="input_ids")  # strings, floats and negative ids end here
+    if ids.dim() != 2:
         raise ValueError(
             f"input_ids must be an integer tensor of shape (B, L); got shape {tuple(ids.shape)} "
             f"and dtype {ids.dtype}"
@@ -451,8 +457,14 @@ class UniLMMixture:
     Call it on a list of examples (lists/1-D tensors of ids, or dicts with
     "input_ids" and optional "attention_mask") or on a (B, L) tensor; it right-pads
     with ``pad_id`` (default ``tokenizer.pad_token_id``, else 0) and returns
-    dict(input_ids, attention_mask (B, 1, L, L), labels). The kinds drawn so far are
-    in ``self.drawn`` (one per call), e.g. to split a loss curve by kind.
+    dict(input_ids, attention_mask (B, 1, L, L), labels). Each batch carries its kind
+    with it: ``batch.tags["mask_kind"]`` (a ``TaggedBatch``; the tag is not a key, so
+    ``model(**batch)`` never sees it), and ``fit`` records it in each step's history
+    record, so ``history.to_frame()`` has a ``mask_kind`` column (with ``log_every=1``
+    and ``grad_accum=1``, one kind per step). ``self.drawn`` still lists every kind drawn
+    so far, but it only lines up with the steps of ONE uninterrupted run.
+    ``state_dict`` / ``load_state_dict`` save and restore both generators (``fit`` resumes
+    with them); ``fork(seed)`` is a copy with its own generators (``evaluate`` uses it).
     """
 
     def __init__(self, kinds=("bidirectional", "causal", "prefix"), weights=None, *, seed: int = 0,
@@ -481,10 +493,33 @@ class UniLMMixture:
             pad_id = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = 0 if pad_id is None else int(pad_id)
         self.dtype = dtype
+        self.seed = seed
+        self._seed_generators(seed)
+        self.drawn: list[str] = []
+
+    def _seed_generators(self, seed: int) -> None:
         # separate streams: the sequence of kinds does not depend on the data
         self._kind_gen = torch.Generator().manual_seed(seed)
         self._data_gen = torch.Generator().manual_seed(seed + 1)
-        self.drawn: list[str] = []
+
+    def state_dict(self) -> dict:
+        """Both generators' states and the kinds drawn, so a resumed run draws as the original."""
+        return {"kind_generator": self._kind_gen.get_state(),
+                "data_generator": self._data_gen.get_state(), "drawn": list(self.drawn)}
+
+    def load_state_dict(self, state) -> None:
+        """Restore the state saved by ``state_dict``."""
+        self._kind_gen.set_state(state["kind_generator"])
+        self._data_gen.set_state(state["data_generator"])
+        self.drawn = list(state.get("drawn", []))
+
+    def fork(self, seed: int = 0) -> "UniLMMixture":
+        """A copy with its own generators seeded by ``seed`` and an empty ``drawn``;
+        ``self`` is untouched (``evaluate`` scores on the same kinds and masks each call)."""
+        twin = copy.copy(self)
+        twin._seed_generators(seed)
+        twin.drawn = []
+        return twin
 
     def sample_kind(self) -> str:
         """Draw one mask kind with probabilities ``self.weights`` and record it."""
@@ -493,30 +528,44 @@ class UniLMMixture:
         return self.kinds[idx]
 
     def _collate(self, examples):
+        vocab = len(self.tokenizer) if self.tokenizer is not None else None
         if isinstance(examples, torch.Tensor):
-            return examples, None
+            return check_ids(examples, what="examples", vocab_size=vocab), None
+        if isinstance(examples, (str, bytes)):
+            check_ids(examples, what="examples")  # raises: encode the texts first
+        examples = list(examples)
+        if not examples:
+            raise ValueError(
+                "UniLMMixture got an empty list of examples; pass at least one sequence of "
+                "token ids (a DataLoader with drop_last=True never sends an empty batch)"
+            )
         rows, masks = [], []
-        for ex in examples:
+        for i, ex in enumerate(examples):
             if isinstance(ex, dict):
-                rows.append(torch.as_tensor(ex["input_ids"]).long())
+                if "input_ids" not in ex:
+                    raise ValueError(f"example dicts need an 'input_ids' key; got keys {sorted(ex)}")
+                rows.append(check_ids(ex["input_ids"], what=f"examples[{i}]['input_ids']",
+                                      vocab_size=vocab).reshape(-1))
                 masks.append(torch.as_tensor(ex["attention_mask"]).bool() if "attention_mask" in ex
-                             else torch.ones(len(rows[-1]), dtype=torch.bool))
+                             else None)
             else:
-                rows.append(torch.as_tensor(ex).long())
-                masks.append(torch.ones(len(rows[-1]), dtype=torch.bool))
-        L = max(len(r) for r in rows)
-        ids = torch.full((len(rows), L), self.pad_id, dtype=torch.long)
-        am = torch.zeros((len(rows), L), dtype=torch.bool)
-        for b, (r, m) in enumerate(zip(rows, masks)):
-            ids[b, : len(r)], am[b, : len(r)] = r, m
+                rows.append(check_ids(ex, what=f"examples[{i}]", vocab_size=vocab).reshape(-1))
+                masks.append(None)
+        padded = pad_batch(rows, self.pad_id)
+        ids, am = padded["input_ids"], padded["attention_mask"].bool()  # (B, L)
+        for b, m in enumerate(masks):
+            if m is not None:  # the example's own padding
+                am[b, : len(m)] = m.reshape(-1)
         return ids, am
 
     def __call__(self, examples) -> dict:
         ids, am = self._collate(examples)
         kind = self.sample_kind()
-        return unilm_batch(kind, ids, am, tokenizer=self.tokenizer, mlm_probability=self.mlm_probability,
-                           mask_replace_prob=self.mask_replace_prob, random_replace_prob=self.random_replace_prob,
-                           separator_id=self.separator_id, generator=self._data_gen, dtype=self.dtype)
+        batch = unilm_batch(kind, ids, am, tokenizer=self.tokenizer, mlm_probability=self.mlm_probability,
+                            mask_replace_prob=self.mask_replace_prob,
+                            random_replace_prob=self.random_replace_prob,
+                            separator_id=self.separator_id, generator=self._data_gen, dtype=self.dtype)
+        return TaggedBatch(batch, tags={"mask_kind": kind})
 
 
 # --------------------------------------------------------------------------
@@ -545,46 +594,38 @@ def prefix_generate(
     convention at the top). Sampling is ``ssledu.objectives.clm.sample_next``:
     temperature, then top_k (0 = off), then top_p (1.0 = off); ``greedy`` takes the
     argmax. Rows that emit ``eos_id`` are filled with ``eos_id`` afterwards and
-    generation stops once every row has. Returns prompt + new ids, (P + n,) or (B, P + n).
+    generation stops once every row has (the loop is ``clm.sampling_loop``, shared with
+    ``clm.generate``). Returns prompt + new ids, (P + n,) or (B, P + n).
     """
-    from ssledu.objectives.clm import sample_next
+    from ssledu.objectives.clm import sampling_loop
 
-    ids = torch.as_tensor(prompt_ids).long()
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    ids = check_ids(prompt_ids, what="prompt_ids", vocab_size=vocab if isinstance(vocab, int) else None)
     squeeze = ids.dim() == 1
     if squeeze:
         ids = ids[None]
     if ids.dim() != 2 or ids.size(1) < 1:
         raise ValueError(f"prompt_ids must have shape (P,) or (B, P) with P >= 1; got {tuple(ids.shape)}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0; got {max_new_tokens}")
-    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0; got {max_new_tokens!r}")
+    limit = context_length(model, default=None)
     if limit is not None and ids.size(1) + max_new_tokens > limit:
         raise ValueError(
             f"prompt ({ids.size(1)}) + max_new_tokens ({max_new_tokens}) exceeds the model's "
-            f"max_position_embeddings ({limit}); shorten the prompt or generate fewer tokens"
+            f"context of {limit} positions; shorten the prompt or generate fewer tokens"
         )
     param = next(model.parameters())
     ids = ids.to(param.device)
     dtype = param.dtype if param.dtype.is_floating_point else torch.float32
-    B, P = ids.shape
-    done = torch.zeros(B, dtype=torch.bool, device=ids.device)
-    was_training = model.training
-    model.eval()
-    try:
-        for _ in range(max_new_tokens):
-            am = torch.ones_like(ids)
-            mask = prefix_mask(am, P, dtype=dtype)  # (B, 1, L, L)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, -1]  # (B, V)
-            nxt = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p,
-                              greedy=greedy, generator=generator)  # (B,)
-            if eos_id is not None:
-                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-                done |= nxt == eos_id
-            ids = torch.cat([ids, nxt[:, None]], dim=1)
-            if eos_id is not None and bool(done.all()):
-                break
-    finally:
-        model.train(was_training)
+    P = ids.shape[1]
+
+    def next_logits(ids):  # no KV cache: the full forward under the prefix mask
+        mask = prefix_mask(torch.ones_like(ids), P, dtype=dtype)  # (B, 1, L, L)
+        return model(input_ids=ids, attention_mask=mask).logits[:, -1]  # (B, V)
+
+    with eval_mode(model):
+        ids = sampling_loop(next_logits, ids, max_new_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, greedy=greedy, eos_id=eos_id, generator=generator)
     return ids[0] if squeeze else ids
 
 
@@ -602,6 +643,12 @@ def position_scores(model, batch: dict) -> dict:
     Runs in eval mode (restored afterwards). Returns dict of (B, L) tensors on the CPU:
     nll (nats, NaN where not scored), correct (argmax == label), scored (bool).
     """
+    missing = [k for k in ("input_ids", "attention_mask", "labels") if k not in batch]
+    if missing:
+        raise ValueError(
+            f"batch lacks {missing}; pass the dict from prefix_lm_batch, unilm_batch or "
+            "blank_each (with an attention_mask) as it is"
+        )
     labels = torch.as_tensor(batch["labels"])
     if labels.dim() != 2:
         raise ValueError(f"labels must have shape (B, L); got {tuple(labels.shape)}")
@@ -610,12 +657,8 @@ def position_scores(model, batch: dict) -> dict:
               if k in batch}
     if inputs["attention_mask"].is_floating_point() and param.dtype.is_floating_point:
         inputs["attention_mask"] = inputs["attention_mask"].to(param.dtype)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         logits = model(**inputs).logits.float().cpu()  # (B, L, V)
-    finally:
-        model.train(was_training)
     scored = labels != IGNORE_INDEX  # (B, L)
     safe = labels.clamp(min=0)
     logp = torch.log_softmax(logits, dim=-1)
@@ -634,10 +677,13 @@ def blank_each(input_ids, positions, mask_token_id: int) -> dict:
     view (the pseudo-log-likelihood of Salazar et al. 2020), or with a prefix mask to
     score blanks inside a prompt with the prompt alone in view.
     """
-    ids = torch.as_tensor(input_ids).long()
+    ids = check_ids(input_ids, what="input_ids")
     if ids.dim() != 1:
         raise ValueError(f"input_ids must be one sequence of shape (L,); got {tuple(ids.shape)}")
-    pos = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
+    if not isinstance(mask_token_id, int) or isinstance(mask_token_id, bool) or mask_token_id < 0:
+        raise ValueError(f"mask_token_id must be a token id (tokenizer.mask_token_id, 4 in the "
+                         f"course's tokenizers); got {mask_token_id!r}")
+    pos = check_ids(positions, what="positions").reshape(-1)
     if bool(((pos < 0) | (pos >= ids.numel())).any()):
         raise ValueError(f"positions must lie in [0, {ids.numel() - 1}]; got {pos.tolist()}")
     rows = torch.arange(pos.numel())
@@ -767,3 +813,117 @@ def permutation_lm_example(input_ids, tokenizer, plm_probability: float = 1 / 6,
         "targets": targets.numpy(),
         "order": order.numpy(),
     }
+
+
+# --------------------------------------------------------------------------
+# chapter 04 helpers: the exact posterior of one blank, and one story scored four ways
+# --------------------------------------------------------------------------
+
+def blank_posterior(text, position: int, world=None, *, visible: int | None = None) -> dict[str, float]:
+    """Exact toyworld posterior of ONE blank: p(word at ``position`` = c | the other visible words).
+
+    text: a toyworld story or the start of one (string or list of words); the word at
+    ``position`` is ignored, so it may be a placeholder such as ``_`` or ``[MASK]``.
+    visible: how many words are seen (a prompt: the story goes on unseen); None = the whole
+    story, its end included. By Bayes' rule p(c | rest) is p(text with c at position),
+    normalised over the words c the process allows there (the floor behind ``blank_nlls``).
+    Returns {word: probability}, most probable first, words of probability 0 left out.
+    """
+    from ssledu.data import toyworld
+
+    words = text.split() if isinstance(text, str) else list(text)
+    n = len(words)
+    complete = visible is None
+    if complete:
+        visible = n
+    elif not 0 <= visible <= n:
+        raise ValueError(f"visible must be in [0, {n}] (the number of words); got {visible}")
+    if not 0 <= position < visible:
+        raise ValueError(f"position must point at a visible word, in [0, {visible - 1}]; got {position}")
+    seen = words if complete else words[:visible]
+    logps = {}
+    for c in toyworld.next_word_distribution(seen[:position], world):
+        if c == toyworld.EOS:
+            continue
+        alt = list(seen)
+        alt[position] = c
+        lp = _story_logprob(alt, world, complete)
+        if lp > -math.inf:
+            logps[c] = lp
+    if not logps:
+        shown = " ".join(seen[:position] + ["_"] + seen[position + 1:])
+        raise ValueError(f"no word makes this a text toyworld can produce: {shown!r}")
+    top = max(logps.values())
+    weights = {c: math.exp(v - top) for c, v in logps.items()}
+    z = sum(weights.values())
+    return dict(sorted(((c, w / z) for c, w in weights.items()), key=lambda kv: -kv[1]))
+
+
+@torch.no_grad()
+def fill_blanks(model, input_ids, mask_token_id: int):
+    """Fill every ``mask_token_id`` of one prompt with the model's top word, reading the prompt both ways.
+
+    input_ids: (L,) ids of a prompt (with its [BOS]); the whole prompt is the prefix, so every
+    blank sees every other prompt token (the view a prefix LM has of its prompt). Returns
+    (filled (L,) ids with each blank replaced by its argmax, probs (n_blanks, V) the model's
+    distribution at each blank, in order of position). No blank: (the ids, a (0, V) tensor).
+    """
+    ids = torch.as_tensor(input_ids).long()
+    if ids.dim() != 1:
+        raise ValueError(f"input_ids must be one prompt of shape (L,); got {tuple(ids.shape)}")
+    blanks = (ids == mask_token_id).nonzero().flatten()  # (n,)
+    param = next(model.parameters())
+    dtype = param.dtype if param.dtype.is_floating_point else torch.float32
+    mask = prefix_mask(torch.ones(1, ids.numel()), ids.numel(), dtype=dtype)  # the prompt, both ways
+    with eval_mode(model):
+        logits = model(input_ids=ids[None].to(param.device), attention_mask=mask.to(param.device)).logits
+    probs = logits[0].float().cpu().softmax(-1)[blanks]  # (n, V)
+    filled = ids.clone()
+    filled[blanks] = probs.argmax(-1)
+    return filled, probs
+
+
+def score_views(model, input_ids, prefix_length: int, mask_token_id: int) -> list[dict]:
+    """One sequence split at ``prefix_length`` = P, scored word by word in four views of one network.
+
+    input_ids: (L,) = [BOS] w_1 .. w_n [EOS]; word w sits at token t = w + 1. Views, each a
+    loss (nats) and a top-1 hit: ``causal`` (next-token, causal mask: a GPT's view),
+    ``prefix`` (next-token, prefix mask; continuation words t >= P only: how a prefix LM
+    writes), ``mlm`` (the word -> [MASK], the whole sequence visible both ways) and
+    ``mlm_prompt`` (the word -> [MASK], the prompt alone visible both ways; prompt words
+    t < P only). Returns n dicts: word (w), in_prompt, and ``{view}_nll`` / ``{view}_hit``
+    for the views that apply to that word.
+    """
+    ids = torch.as_tensor(input_ids).long()
+    if ids.dim() != 1 or ids.numel() < 3:
+        raise ValueError(f"input_ids must be one sequence [BOS] words [EOS] of shape (L,), L >= 3; "
+                         f"got shape {tuple(ids.shape)}")
+    L, n, P = ids.numel(), ids.numel() - 2, int(prefix_length)
+    if not 1 <= P <= L - 1:
+        raise ValueError(f"prefix_length must be in [1, {L - 1}] (prompt and continuation non-empty); got {P}")
+    one = torch.ones(1, L)
+    nxt = prefix_lm_batch(ids[None], prefix_lengths=[1])["labels"]  # (1, L): position i -> token i + 1
+    views = {
+        "causal": position_scores(model, {"input_ids": ids[None], "labels": nxt,
+                                          "attention_mask": causal_mask(one)}),
+        "prefix": position_scores(model, {"input_ids": ids[None], "labels": nxt,
+                                          "attention_mask": prefix_mask(one, P)}),
+        "mlm": position_scores(model, {**blank_each(ids, range(1, n + 1), mask_token_id),
+                                       "attention_mask": bidirectional_mask(torch.ones(n, L))}),
+    }
+    if P > 1:  # blanks inside the prompt, the prompt alone in view
+        views["mlm_prompt"] = position_scores(model, {**blank_each(ids, range(1, P), mask_token_id),
+                                                      "attention_mask": prefix_mask(torch.ones(P - 1, L), P)})
+    rows = []
+    for w in range(n):
+        t = w + 1
+        row = {"word": w, "in_prompt": t < P}
+        # next-token views read the output one position to the left; blank views, row w at t
+        where = {"causal": (0, t - 1), "prefix": (0, t - 1), "mlm": (w, t), "mlm_prompt": (w, t)}
+        for name, at in where.items():
+            if (name == "prefix" and t < P) or (name == "mlm_prompt" and t >= P):
+                continue
+            row[f"{name}_nll"] = float(views[name]["nll"][at])
+            row[f"{name}_hit"] = bool(views[name]["correct"][at])
+        rows.append(row)
+    return rows

@@ -1,0 +1,662 @@
+"""Every bad input a learner can give gets an error that names the limit and the fix.
+
+One table: each row calls the public API with one bad input and states the exception type
+and the words its message must contain (case-insensitive). Rows are grouped by area; add
+yours in your area's section. Models are nano presets with 16 positions, built once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from ssledu import conventions, models, probe, viz
+from ssledu.baselines import LSTMLanguageModel, NGramLM, lstm_matching
+from ssledu.data import blocks, digits, pydocs, tokenize, toyworld
+from ssledu.objectives import clm, mlm, prefix
+
+
+@dataclass
+class Case:
+    id: str                      # "mlm.mask_tokens-string"
+    call: Callable[[], object]   # lambda: mlm.mask_tokens("hello", ...)
+    exc: type[BaseException] | tuple
+    mentions: tuple[str, ...]    # words the message must contain (case-insensitive)
+
+
+# --- small shared objects, built on first use -------------------------------------------
+
+TEXTS = ["the red circle is big", "a small blue square waits", "the star jumps to the left"]
+LONG = [7 + i % 10 for i in range(20)]  # 20 ordinary word ids: longer than the 16 positions
+
+
+@functools.cache
+def tok():
+    return tokenize.train_tokenizer(TEXTS * 2, kind="word")
+
+
+@functools.cache
+def bert():
+    torch.manual_seed(0)
+    return models.bert(tok(), "nano", max_len=16)
+
+
+@functools.cache
+def gpt():
+    torch.manual_seed(0)
+    return models.gpt(tok(), "nano", max_len=16)
+
+
+def V() -> int:
+    return len(tok())
+
+
+def ids(n: int = 5, b: int = 1) -> torch.Tensor:
+    return torch.arange(7, 7 + n).repeat(b, 1) % V()  # (b, n) ordinary words
+
+
+def with_env(name: str, value: str, fn):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        return fn()
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def saved_tokenizer_with(tmp_text: str):
+    """A tokenizer folder whose tokenizer.json holds ``tmp_text``; returns the load call's result."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ssledu-badtok-")
+    tokenize.save_tokenizer(tok(), folder)
+    with open(os.path.join(folder, "tokenizer.json"), "w", encoding="utf-8") as fh:
+        fh.write(tmp_text)
+    return tokenize.load_tokenizer(folder)
+
+
+def foreign_tokenizer():
+    """A tokenizer.json whose special tokens sit elsewhere than ids 0..6."""
+    import json
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ssledu-badtok-")
+    tokenize.save_tokenizer(tok(), folder)
+    path = os.path.join(folder, "tokenizer.json")
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    vocab = data["model"]["vocab"]
+    vocab["[PAD]"], vocab["the"] = vocab["the"], vocab["[PAD]"]
+    for t in data["added_tokens"]:
+        if t["content"] == "[PAD]":
+            t["id"] = vocab["[PAD]"]
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    return tokenize.load_tokenizer(folder)
+
+
+CASES: list[Case] = []
+
+# ======================================================================================
+# conventions, objectives, data, models, probe, viz, baselines
+# ======================================================================================
+
+# --- ssledu.conventions ---
+CASES += [
+    Case("conventions.pad_batch-string", lambda: conventions.pad_batch("hello", 0),
+         TypeError, ("string", "encode")),
+    Case("conventions.pad_batch-length-too-short", lambda: conventions.pad_batch([[1, 2, 3]], 0, length=2),
+         ValueError, ("3 tokens", "length=2", "raise length")),
+    Case("conventions.pad_batch-side", lambda: conventions.pad_batch([[1]], 0, side="top"),
+         ValueError, ("right", "left", "'top'")),
+    Case("conventions.pad_batch-empty", lambda: conventions.pad_batch([], 0),
+         ValueError, ("empty", "at least one")),
+    Case("conventions.check_ids-float", lambda: conventions.check_ids([1.5, 2.0]),
+         TypeError, ("integer", "float", ".long()")),
+    Case("conventions.env_flag-typo", lambda: with_env("SSLEDU_BAD_FLAG", "maybe",
+                                                       lambda: conventions.env_flag("SSLEDU_BAD_FLAG")),
+         ValueError, ("SSLEDU_BAD_FLAG", "'maybe'", "1/true/yes/on", "0/false/no/off")),
+    Case("conventions.context_length-unknown", lambda: conventions.context_length(torch.nn.Linear(2, 2)),
+         ValueError, ("context length", "n_positions", "pass the length")),
+    Case("conventions.eval_mode-not-a-module", lambda: conventions.eval_mode("bert").__enter__(),
+         TypeError, ("nn.Module", "str")),
+    Case("conventions.mask_allows-int-mask", lambda: conventions.mask_allows(torch.tensor([1, 0])),
+         TypeError, ("additive", "bool()")),
+]
+
+# --- ssledu.objectives.mlm ---
+CASES += [
+    Case("mlm.mask_tokens-string", lambda: mlm.mask_tokens("hello", tok()),
+         TypeError, ("string", "encode", "tokenizer(text)")),
+    Case("mlm.mask_tokens-list-of-strings", lambda: mlm.mask_tokens(["the", "cat"], tok()),
+         TypeError, ("string", "encode")),
+    Case("mlm.mask_tokens-negative-id", lambda: mlm.mask_tokens(torch.tensor([[7, -3, 8]]), tok()),
+         ValueError, (">= 0", "-3")),
+    Case("mlm.mask_tokens-float-ids", lambda: mlm.mask_tokens(torch.tensor([[7.0, 8.5]]), tok()),
+         TypeError, ("integer", "float32", ".long()")),
+    Case("mlm.mask_tokens-id-past-vocabulary", lambda: mlm.mask_tokens(torch.tensor([[7, V()]]), tok()),
+         ValueError, ("outside the vocabulary", f"0..{len(tok()) - 1}", "tokenizer")),
+    Case("mlm.mask_tokens-probability", lambda: mlm.mask_tokens(ids(), tok(), mlm_probability=1.5),
+         ValueError, ("mlm_probability", "[0, 1]", "1.5")),
+    Case("mlm.mask_tokens-replace-sum", lambda: mlm.mask_tokens(ids(), tok(), mask_replace_prob=0.8,
+                                                               random_replace_prob=0.5),
+         ValueError, ("must not exceed 1", "0.8 and 0.1")),
+    Case("mlm.mask_tokens-ragged", lambda: mlm.mask_tokens([[7, 8, 9], [7]], tok()),
+         ValueError, ("different lengths", "pad")),
+    Case("mlm.mask_tokens-3d", lambda: mlm.mask_tokens(torch.ones(1, 2, 3, dtype=torch.long), tok()),
+         ValueError, ("(B, L)", "(1, 2, 3)")),
+    Case("mlm.mask_tokens_exact-max-predictions", lambda: mlm.mask_tokens_exact(ids(), tok(), max_predictions=0),
+         ValueError, ("max_predictions", "positive integer")),
+    Case("mlm.MLMCollator-strategy", lambda: mlm.MLMCollator(tok(), strategy="span"),
+         ValueError, ("strategy", "whole_word", "'span'")),
+    Case("mlm.MLMCollator-longer-than-positions", lambda: mlm.MLMCollator(tok(), model=bert())([LONG]),
+         ValueError, ("20 tokens", "at most 16 positions", "pack_blocks")),
+    Case("mlm.MLMCollator-id-past-vocabulary", lambda: mlm.MLMCollator(tok(), model=bert())([[7, V() + 3]]),
+         ValueError, ("examples[0]", "outside the vocabulary", "tokenizer the model was built for")),
+    Case("mlm.MLMCollator-string-example", lambda: mlm.MLMCollator(tok())(["the red circle"]),
+         TypeError, ("examples[0]", "string", "encode")),
+    Case("mlm.MLMCollator-empty", lambda: mlm.MLMCollator(tok())([]),
+         ValueError, ("empty",)),
+    Case("mlm.mlm_collator-pad-multiple", lambda: mlm.mlm_collator(tok(), pad_to_multiple_of=0),
+         ValueError, ("pad_to_multiple_of", "positive integer")),
+    Case("mlm.fill_mask-no-mask", lambda: mlm.fill_mask(bert(), tok(), "the red circle"),
+         ValueError, ("[MASK]", "e.g.")),
+    Case("mlm.fill_mask-list", lambda: mlm.fill_mask(bert(), tok(), ["the [MASK] circle"]),
+         TypeError, ("one string", "once per text")),
+    Case("mlm.fill_mask-too-long", lambda: mlm.fill_mask(bert(), tok(), " ".join(["the"] * 20) + " [MASK]"),
+         ValueError, ("at most 16 positions", "shorten")),
+    Case("mlm.fill_mask-k", lambda: mlm.fill_mask(bert(), tok(), "the [MASK] circle", k=0),
+         ValueError, ("k must be", "vocab size")),
+    Case("mlm.cloze_scores-string", lambda: mlm.cloze_scores(bert(), tok(), "the red circle"),
+         TypeError, ("list of strings", "wrap")),
+    Case("mlm.cloze_scores-batch-size", lambda: mlm.cloze_scores(bert(), tok(), TEXTS, batch_size=0),
+         ValueError, ("batch_size", "positive integer")),
+    Case("mlm.masked_accuracy-k", lambda: mlm.masked_accuracy(torch.zeros(1, 2, 5), torch.zeros(1, 2).long(), k=9),
+         ValueError, ("k must be", "[1, vocab size 5]")),
+    Case("mlm.nsp_pairs-one-document", lambda: mlm.nsp_pairs(["a b. c d."], tok()),
+         ValueError, ("two non-empty documents",)),
+    Case("mlm.nsp_pairs-max-len", lambda: mlm.nsp_pairs(TEXTS, tok(), max_len=3),
+         ValueError, ("max_len", ">= 5", "[CLS] a [SEP] b [SEP]")),
+    Case("mlm.mask_whole_words-no-word-ids", lambda: mlm.mask_whole_words(ids(), None, tok()),
+         TypeError, ("word_ids", "enc.word_ids(i)", "mask_tokens")),
+    Case("mlm.mlm_loss-shapes", lambda: mlm.mlm_loss(torch.zeros(2, 3, 5), torch.zeros(2, 4).long()),
+         ValueError, ("(B, L, V)", "(2, 3, 5)", "(2, 4)", "same batch")),
+    Case("mlm.masked_accuracy-shapes", lambda: mlm.masked_accuracy(torch.zeros(2, 3, 5), torch.zeros(3).long()),
+         ValueError, ("(B, L)", "same b and l")),
+    Case("mlm.split_sentences-list", lambda: mlm.split_sentences(TEXTS),
+         TypeError, ("one string", "for t in texts")),
+    Case("mlm.unbatch-empty", lambda: mlm.unbatch({}),
+         ValueError, ("non-empty dict", "nsp_pairs")),
+    Case("mlm.pretraining_loss-no-pair-labels", lambda: mlm.pretraining_loss(bert(), {"input_ids": ids()}),
+         ValueError, ("next_sentence_label", "nsp_pairs")),
+]
+
+# --- ssledu.objectives.clm ---
+CASES += [
+    Case("clm.causal_lm_batch-string", lambda: clm.causal_lm_batch("hello", pad_id=0),
+         TypeError, ("string", "encode")),
+    Case("clm.causal_lm_batch-list-of-strings", lambda: clm.causal_lm_batch(["the cat", "a dog"], pad_id=0),
+         TypeError, ("string", "encode")),
+    Case("clm.causal_lm_batch-float-ids", lambda: clm.causal_lm_batch([[1.0, 2.5]], pad_id=0),
+         TypeError, ("examples[0]", "integer", ".long()")),
+    Case("clm.causal_lm_batch-empty-sequence", lambda: clm.causal_lm_batch([[5, 6], []], pad_id=0),
+         ValueError, ("empty sequence", "drop empty texts")),
+    Case("clm.causal_lm_batch-no-examples", lambda: clm.causal_lm_batch([], pad_id=0),
+         ValueError, ("no examples",)),
+    Case("clm.clm_collator-id-past-vocabulary", lambda: clm.clm_collator(0, model=gpt())([[5, V() + 1]]),
+         ValueError, ("outside the vocabulary", "tokenizer the model was built for")),
+    Case("clm.clm_collator-longer-than-positions", lambda: clm.clm_collator(0, model=gpt())([LONG]),
+         ValueError, ("20 tokens", "at most 16 positions", "max_length=16")),
+    Case("clm.clm_collator-pad-id", lambda: clm.clm_collator(-1),
+         ValueError, ("pad_id", "non-negative", "[PAD] = 0")),
+    Case("clm.perplexity-context-past-positions", lambda: clm.perplexity(gpt(), [LONG], context=500),
+         ValueError, ("context=500", "16 positions", "context <= 16")),
+    Case("clm.perplexity-id-past-vocabulary", lambda: clm.perplexity(gpt(), [[5, 6, V() + 2]]),
+         ValueError, ("outside the vocabulary", f"{len(tok())} ids")),
+    Case("clm.perplexity-string", lambda: clm.perplexity(gpt(), "the red circle"),
+         TypeError, ("string", "encode")),
+    Case("clm.perplexity-stride", lambda: clm.perplexity(gpt(), [[5, 6, 7]], stride=0),
+         ValueError, ("stride", "[1, context=16]")),
+    Case("clm.perplexity-batch-size", lambda: clm.perplexity(gpt(), [[5, 6, 7]], batch_size=0),
+         ValueError, ("batch_size", "positive integer")),
+    Case("clm.filter_logits-temperature", lambda: clm.filter_logits(torch.zeros(5), temperature=0),
+         ValueError, ("temperature", "> 0", "greedy=True")),
+    Case("clm.filter_logits-top-p", lambda: clm.filter_logits(torch.zeros(5), top_p=2.0),
+         ValueError, ("top_p", "[0, 1]")),
+    Case("clm.pack_documents-eos-id", lambda: clm.pack_documents([[5, 6, 7]], 2, eos_id=-1),
+         ValueError, ("eos_id", "non-negative", "tokenizer.eos_token_id")),
+    Case("clm.per_position_nll-id-past-vocabulary", lambda: clm.per_position_nll(gpt(), torch.tensor([[5, V() + 4]])),
+         ValueError, ("outside the vocabulary",)),
+    Case("clm.per_position_nll-1d", lambda: clm.per_position_nll(gpt(), torch.tensor([5, 6])),
+         ValueError, ("(B, L)", ".unsqueeze(0)")),
+    Case("clm.per_position_nll-past-positions", lambda: clm.per_position_nll(gpt(), torch.tensor([LONG])),
+         ValueError, ("20 positions", "at most 16", "perplexity(..., context=16)")),
+    Case("clm.pack_documents-block-size", lambda: clm.pack_documents([[5, 6]], 1, eos_id=6),
+         ValueError, ("block_size", ">= 2", "one context + one target")),
+    Case("clm.shift_for_next_token-one-token", lambda: clm.shift_for_next_token(torch.tensor([[5]])),
+         ValueError, ("at least 2 tokens",)),
+    Case("clm.next_token_distribution-k", lambda: clm.next_token_distribution(gpt(), tok(), "the", k=0),
+         ValueError, ("k must be", "positive integer")),
+    Case("clm.next_token_distribution-too-long",
+         lambda: clm.next_token_distribution(gpt(), tok(), " ".join(["the"] * 20)),
+         ValueError, ("at most 16", "shorten the prompt")),
+    Case("clm.compare_to_floor-string", lambda: clm.compare_to_floor(gpt(), tok(), "the red circle"),
+         TypeError, ("list", "wrap")),
+    Case("clm.sampling_loop-negative", lambda: clm.sampling_loop(lambda x: None, ids(), -1),
+         ValueError, ("max_new_tokens", ">= 0")),
+]
+
+# --- ssledu.objectives.prefix ---
+CASES += [
+    Case("prefix.UniLMMixture-empty-batch", lambda: prefix.UniLMMixture(tokenizer=tok())([]),
+         ValueError, ("empty list of examples", "at least one")),
+    Case("prefix.UniLMMixture-string-examples", lambda: prefix.UniLMMixture(tokenizer=tok())(["the cat"]),
+         TypeError, ("string", "encode")),
+    Case("prefix.UniLMMixture-id-past-vocabulary", lambda: prefix.UniLMMixture(tokenizer=tok())([[7, V()]]),
+         ValueError, ("examples[0]", "outside the vocabulary")),
+    Case("prefix.UniLMMixture-unknown-kind", lambda: prefix.UniLMMixture(kinds=("causal", "t5")),
+         ValueError, ("'t5'", "available", "bidirectional")),
+    Case("prefix.UniLMMixture-no-tokenizer", lambda: prefix.UniLMMixture(),
+         ValueError, ("bidirectional", "tokenizer=")),
+    Case("prefix.UniLMMixture-weights", lambda: prefix.UniLMMixture(("causal", "prefix"), weights=[1, -1]),
+         ValueError, ("weights", "non-negative", "one per kind")),
+    Case("prefix.prefix_mask-too-long-prefix", lambda: prefix.prefix_mask(torch.ones(1, 4), 6),
+         ValueError, ("[0, real length]", "6", "4 real tokens")),
+    Case("prefix.causal_mask-1d", lambda: prefix.causal_mask(torch.ones(4)),
+         ValueError, ("(B, L)", ".unsqueeze(0)")),
+    Case("prefix.causal_mask-not-01", lambda: prefix.causal_mask(torch.tensor([[1, 2]])),
+         ValueError, ("only 0", "1 (real token)")),
+    Case("prefix.prefix_mask-left-padding", lambda: prefix.prefix_mask(torch.tensor([[0, 1, 1]]), 1),
+         ValueError, ("right padding", "padding_side='right'")),
+    Case("prefix.build_mask-unknown-kind", lambda: prefix.build_mask("diagonal", torch.ones(1, 3)),
+         ValueError, ("'diagonal'", "available", "causal")),
+    Case("prefix.prefix_lm_batch-float-ids", lambda: prefix.prefix_lm_batch(torch.ones(1, 4)),
+         TypeError, ("input_ids", "integer", ".long()")),
+    Case("prefix.prefix_lm_batch-one-token", lambda: prefix.prefix_lm_batch(torch.tensor([[7]])),
+         ValueError, ("at least 2 real tokens",)),
+    Case("prefix.prefix_generate-past-positions", lambda: prefix.prefix_generate(bert(), ids(4), 40),
+         ValueError, ("context of 16 positions", "fewer tokens")),
+    Case("prefix.prefix_generate-id-past-vocabulary", lambda: prefix.prefix_generate(bert(), [[7, V() + 1]], 2),
+         ValueError, ("prompt_ids", "outside the vocabulary")),
+    Case("prefix.leak_test-mask-shape", lambda: prefix.leak_test(bert(), ids(4), torch.zeros(4, 4)),
+         ValueError, ("(1, 1, L, L)", "build_mask")),
+    Case("prefix.blank_each-position", lambda: prefix.blank_each(torch.tensor([7, 8, 9]), [5], 4),
+         ValueError, ("positions", "[0, 2]")),
+    Case("prefix.permutation_lm_example-odd", lambda: prefix.permutation_lm_example(torch.tensor([7, 8, 9]), tok()),
+         ValueError, ("even", "drop or add one token")),
+    Case("prefix.position_scores-missing-keys", lambda: prefix.position_scores(bert(), {"input_ids": ids()}),
+         ValueError, ("attention_mask", "labels", "prefix_lm_batch")),
+    Case("prefix.blank_each-mask-token", lambda: prefix.blank_each(torch.tensor([7, 8]), [0], "[MASK]"),
+         ValueError, ("mask_token_id", "tokenizer.mask_token_id")),
+    Case("prefix.allowed-shape", lambda: prefix.allowed(torch.zeros(2, 3)),
+         ValueError, ("(B, 1, L, L)", "(2, 3)")),
+]
+
+# --- ssledu.data.blocks ---
+CASES += [
+    Case("blocks.pack_blocks-string", lambda: blocks.pack_blocks("hello", 4),
+         TypeError, ("string", "encode")),
+    Case("blocks.pack_blocks-list-of-texts", lambda: blocks.pack_blocks(["the cat", "a dog"], 4),
+         TypeError, ("text", "encode_texts")),
+    Case("blocks.pack_blocks-float-ids", lambda: blocks.pack_blocks([[1.5, 2.0, 3.0, 4.0]], 2),
+         TypeError, ("integer", ".long()")),
+    Case("blocks.pack_blocks-negative-ids", lambda: blocks.pack_blocks([[1, -2, 3, 4]], 2),
+         ValueError, (">= 0", "-2")),
+    Case("blocks.pack_blocks-block-size", lambda: blocks.pack_blocks([[1, 2, 3]], 1),
+         ValueError, ("block_size", ">= 2")),
+    Case("blocks.pack_blocks-too-few-tokens", lambda: blocks.pack_blocks([[1, 2, 3]], 8),
+         ValueError, ("only 3 tokens", "smaller block_size", "drop_remainder=False")),
+    Case("blocks.pack_blocks-pad-id", lambda: blocks.pack_blocks([[1, 2, 3]], 2, pad_id=-1, drop_remainder=False),
+         ValueError, ("pad_id", "non-negative", "[PAD] = 0")),
+    Case("blocks.pad_blocks-document-not-a-list", lambda: blocks.pad_blocks([[1, 2], 3], 4),
+         TypeError, ("token_lists[1]", "list of token ids")),
+    Case("blocks.pad_blocks-empty", lambda: blocks.pad_blocks([[], []], 4),
+         ValueError, ("empty",)),
+    Case("blocks.encode_texts-string", lambda: blocks.encode_texts(tok(), "the red circle"),
+         TypeError, ("list of strings", "[text]")),
+    Case("blocks.encode_texts-cls-and-bos", lambda: blocks.encode_texts(tok(), TEXTS, add_cls_sep=True, add_bos=True),
+         ValueError, ("[CLS] ... [SEP]", "add_bos=True")),
+    Case("blocks.encode_texts-max-length", lambda: blocks.encode_texts(tok(), TEXTS, add_cls_sep=True, max_length=2),
+         ValueError, ("max_length=2", "no room", "larger max_length")),
+    Case("blocks.train_val_split-n", lambda: blocks.train_val_split("10"),
+         TypeError, ("number of items", "str")),
+    Case("blocks.split_blocks-list", lambda: blocks.split_blocks([[1, 2], [3, 4]]),
+         TypeError, ("tensor (N, L)", "pack_blocks")),
+    Case("blocks.train_val_split-fraction", lambda: blocks.train_val_split(10, 1.5),
+         ValueError, ("fraction", "(0, 1)")),
+]
+
+# --- ssledu.data.tokenize ---
+CASES += [
+    Case("tokenize.train_tokenizer-kind", lambda: tokenize.train_tokenizer(TEXTS, kind="sentencepiece"),
+         ValueError, ("'sentencepiece'", "available", "wordpiece")),
+    Case("tokenize.train_tokenizer-string", lambda: tokenize.train_tokenizer("the red circle"),
+         TypeError, ("single string", "[text]")),
+    Case("tokenize.train_tokenizer-vocab-too-small", lambda: tokenize.train_tokenizer(TEXTS, kind="bpe", vocab_size=100),
+         ValueError, ("too small", "minimum is 263", "256 bytes")),
+    Case("tokenize.load_tokenizer-missing", lambda: tokenize.load_tokenizer("/nonexistent/tok"),
+         FileNotFoundError, ("no tokenizer.json", "save_tokenizer")),
+    Case("tokenize.load_tokenizer-corrupt", lambda: saved_tokenizer_with("{not json"),
+         ValueError, ("tokenizer.json", "corrupt", "delete", "train the tokenizer again")),
+    Case("tokenize.load_tokenizer-foreign-layout", foreign_tokenizer,
+         ValueError, ("tokenizer.json", "layout", "[PAD]=0", "delete", "train the tokenizer again")),
+    Case("tokenize.save_tokenizer-arguments-swapped", lambda: tokenize.save_tokenizer("/tmp/tok", tok()),
+         TypeError, ("tokenizer object first", "train_tokenizer")),
+    Case("tokenize.sentinel_id-k", lambda: tokenize.sentinel_id(tok(), "a"),
+         ValueError, ("k must be", "non-negative integer")),
+    Case("tokenize.sentinel_id-missing", lambda: tokenize.sentinel_id(tok(), 0),
+         ValueError, ("<extra_id_0>", "sentinels=n")),
+]
+
+# --- ssledu.models ---
+CASES += [
+    Case("models.bert-tokenizer-name", lambda: models.bert("my-tokenizer"),
+         TypeError, ("'my-tokenizer'", "load_tokenizer", "integer vocabulary size")),
+    Case("models.gpt-list", lambda: models.gpt(["a", "b"]),
+         TypeError, ("tokenizer", "int vocabulary size", "list")),
+    Case("models.bert-preset", lambda: models.bert(50, "huge"),
+         ValueError, ("'huge'", "nano", "override")),
+    Case("models.bert-heads", lambda: models.bert(50, "nano", d_model=66, n_head=4),
+         ValueError, ("not divisible", "d_model=68")),
+    Case("models.gpt-dropout", lambda: models.gpt(50, "nano", dropout=1.5),
+         ValueError, ("dropout", "[0, 1)")),
+    Case("models.bert-head", lambda: models.bert(50, "nano", head="seq2seq"),
+         ValueError, ("'seq2seq'", "'mlm'", "classification")),
+    Case("models.bart-unknown-override", lambda: models.bart(50, "nano", layers=3),
+         ValueError, ("'layers'", "n_layer")),
+    Case("models.describe-not-a-model", lambda: models.describe("bert"),
+         TypeError, ("transformers model", "count_parameters")),
+    Case("models.count_parameters-not-a-model", lambda: models.count_parameters("bert"),
+         TypeError, ("torch model", "str")),
+    Case("models.gpt-attn", lambda: models.gpt(50, "nano", attn="flash"),
+         ValueError, ("'sdpa' or 'eager'", "output_attentions")),
+]
+
+# --- ssledu.probe ---
+CASES += [
+    Case("probe.frozen_features-layer-out-of-range", lambda: probe.frozen_features(bert(), tok(), TEXTS, layers=99),
+         ValueError, ("layers=99", "3 hidden states", "0..2", "layers='last'")),
+    Case("probe.frozen_features-layers-type", lambda: probe.frozen_features(bert(), tok(), TEXTS, layers="first"),
+         ValueError, ("'last', 'all'", "list of ints")),
+    Case("probe.frozen_features-string", lambda: probe.frozen_features(bert(), tok(), "the red circle"),
+         TypeError, ("list of strings", "[text]")),
+    Case("probe.frozen_features-max-length", lambda: probe.frozen_features(bert(), tok(), TEXTS, max_length=64),
+         ValueError, ("max_length=64", "16 positions", "max_length <= 16")),
+    Case("probe.frozen_features-pooling", lambda: probe.frozen_features(bert(), tok(), TEXTS, pooling="max"),
+         ValueError, ("pooling", "'mean' or 'cls'")),
+    Case("probe.label_efficiency-zero-labels",
+         lambda: probe.label_efficiency(np.zeros((6, 2)), [0, 1] * 3, np.zeros((2, 2)), [0, 1], sizes=[0]),
+         ValueError, ("sizes", ">= 1", "None = all 6")),
+    Case("probe.label_efficiency-rows",
+         lambda: probe.label_efficiency(np.zeros((6, 2)), [0, 1], np.zeros((2, 2)), [0, 1]),
+         ValueError, ("same number of rows", "6 train features for 2 labels")),
+    Case("probe.label_efficiency-1d-features",
+         lambda: probe.label_efficiency(np.zeros(6), [0, 1] * 3, np.zeros(2), [0, 1]),
+         ValueError, ("(N, D)", "frozen_features")),
+    Case("probe.subsample_per_class-n", lambda: probe.subsample_per_class(np.array([0, 1]), 0, seed=0),
+         ValueError, ("n must be", "positive integer")),
+]
+
+# --- ssledu.viz ---
+CASES += [
+    Case("viz.image_grid-empty", lambda: viz.image_grid([]),
+         ValueError, ("no images", "at least one")),
+    Case("viz.image_grid-ncols", lambda: viz.image_grid(np.zeros((2, 4, 4)), ncols=0),
+         ValueError, ("ncols", "positive integer")),
+    Case("viz.loss_curves-none", lambda: viz.loss_curves(None),
+         TypeError, ("History", "list of losses", "loss_curves(history)")),
+    Case("viz.embedding_projection-nan", lambda: viz.embedding_projection(np.full((5, 3), np.nan)),
+         ValueError, ("NaN", "5 of 5 rows", "lower learning rate")),
+    Case("viz.token_probability_bars-k", lambda: viz.token_probability_bars(torch.zeros(5), list("abcde"), k=0),
+         ValueError, ("k must be", "positive integer")),
+    Case("viz.allowed_positions-1d", lambda: viz.allowed_positions(torch.ones(4)),
+         ValueError, ("(L, L)", "padding mask", "build the matrix")),
+    Case("viz.mask_matrices-empty", lambda: viz.mask_matrices({}),
+         ValueError, ("non-empty dict",)),
+    Case("viz.attention_grid-layer", lambda: viz.attention_grid(torch.rand(2, 2, 3, 3), layer=5),
+         ValueError, ("layer 5", "out of range", "0..1")),
+]
+
+# --- ssledu.baselines ---
+CASES += [
+    Case("baselines.NGramLM.fit-string", lambda: NGramLM(2, 10).fit("hello"),
+         TypeError, ("string", "encode")),
+    Case("baselines.NGramLM.fit-flat-list", lambda: NGramLM(2, 10).fit([1, 2, 3]),
+         TypeError, ("list of token-id lists", "fit([ids])")),
+    Case("baselines.NGramLM.fit-id-past-vocabulary", lambda: NGramLM(2, 5).fit([[0, 9]]),
+         ValueError, ("token_lists[0]", "outside the vocabulary", "0..4")),
+    Case("baselines.NGramLM.log_prob-token-type",
+         lambda: NGramLM(2, 5).fit([[0, 1, 2]]).log_prob([0], "a"),
+         TypeError, ("one integer id",)),
+    Case("baselines.LSTMLanguageModel-id-past-vocabulary",
+         lambda: LSTMLanguageModel(10, d_model=8, n_layer=1)(torch.tensor([[1, 20]])),
+         ValueError, ("outside the vocabulary", "0..9")),
+    Case("baselines.LSTMLanguageModel-float-ids",
+         lambda: LSTMLanguageModel(10, d_model=8, n_layer=1)(torch.tensor([[1.0, 2.0]])),
+         TypeError, ("LongTensor", "float32", "torch.tensor(ids)")),
+    Case("baselines.LSTMLanguageModel-vocab-size", lambda: LSTMLanguageModel(0),
+         ValueError, ("vocab_size", ">= 2", "len(tokenizer)")),
+    Case("baselines.lstm_matching-target", lambda: lstm_matching("gpt", 50),
+         TypeError, ("GPT model", "parameter count")),
+]
+
+# --- ssledu.data.toyworld and digits ---
+CASES += [
+    Case("toyworld.generate_texts-negative", lambda: toyworld.generate_texts(-1),
+         ValueError, ("n must be", "non-negative")),
+    Case("toyworld.true_nll-unknown-word", lambda: toyworld.true_nll("zzz qqq"),
+         ValueError, ("'zzz'", "vocabulary", "toyworld.vocabulary")),
+    Case("toyworld.generate_texts-world-name", lambda: toyworld.generate_texts(3, world="tiny"),
+         TypeError, ("toyworld.World", "None for the default")),
+    Case("digits.caption-range", lambda: digits.caption(10),
+         ValueError, ("0..9", "10")),
+    Case("digits.caption-float", lambda: digits.caption(3.5),
+         ValueError, ("integer", "0..9", "3.5")),
+    Case("digits.load_digits-seed", lambda: digits.load_digits(seed="a"),
+         ValueError, ("seed", "non-negative integer")),
+    Case("digits.load_digits-fractions", lambda: digits.load_digits(validation_fraction=0.6, test_fraction=0.5),
+         ValueError, ("leave some training data", "0.6 + 0.5")),
+]
+
+# ======================================================================================
+# CLI (ssledu.cli): add rows here
+# ======================================================================================
+# A command does not raise: it prints and exits. ``run_cli`` turns a non-zero exit status
+# into ``CliExit("exit <status>" + what it printed)``, so a row checks status and words.
+
+
+class CliExit(Exception):
+    """``ssledu ...`` ended with a non-zero status; the message holds it and the output."""
+
+
+def run_cli(*argv: str, env: dict[str, str] | None = None):
+    import contextlib
+    import io
+
+    from ssledu import cli
+
+    out = io.StringIO()
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            try:
+                status = cli.main(list(argv))
+            except SystemExit as exc:
+                status = exc.code
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if status:
+        raise CliExit(f"exit {status}\n{out.getvalue()}")
+    return out.getvalue()
+
+
+CASES += [
+    Case("cli.no-subcommand", lambda: run_cli(), CliExit, ("exit 2", "doctor", "course", "bench")),
+    Case("cli.unknown-subcommand", lambda: run_cli("train"), CliExit, ("exit 2", "invalid choice", "bench")),
+    Case("cli.bench-batch-size-0", lambda: run_cli("bench", "--batch-size", "0"),
+         CliExit, ("exit 2", "--batch-size", "1 or more", "'0'")),
+    Case("cli.bench-steps-0", lambda: run_cli("bench", "--steps", "0"), CliExit, ("exit 2", "--steps", "1 or more")),
+    Case("cli.bench-threads-negative", lambda: run_cli("bench", "--threads", "-1"),
+         CliExit, ("exit 2", "--threads", "1 or more")),
+    Case("cli.bench-seconds-0", lambda: run_cli("bench", "--target", "shakespeare-char", "--seconds", "0"),
+         CliExit, ("exit 2", "--seconds", "above 0")),
+    Case("cli.bench-unknown-preset", lambda: run_cli("bench", "--presets", "nano,huge"),
+         CliExit, ("exit 2", "unknown preset 'huge'", "nano, tiny, small")),
+    Case("cli.bench-unknown-target", lambda: run_cli("bench", "--target", "imagenet"),
+         CliExit, ("exit 2", "invalid choice", "shakespeare-char")),
+    Case("cli.bench-missing-data", lambda: run_cli("bench", "--target", "shakespeare-char", "--data",
+                                                   "/nonexistent/input.txt"),
+         CliExit, ("exit 2", "/nonexistent/input.txt: no such file", "SSLEDU_DATA_DIR")),
+    Case("cli.doctor-bad-quick", lambda: run_cli("doctor", "--no-corpora", env={"SSLEDU_QUICK": "maybe"}),
+         CliExit, ("exit 1", "[FAIL] SSLEDU_QUICK maybe", "fix: unset SSLEDU_QUICK")),
+    Case("cli.doctor-bad-widgets", lambda: run_cli("doctor", "--no-corpora", env={"SSLEDU_WIDGETS": "maybe"}),
+         CliExit, ("exit 1", "[FAIL] SSLEDU_WIDGETS maybe", "fix: unset SSLEDU_WIDGETS")),
+]
+
+# ======================================================================================
+# hub corpora (ssledu.data.hub): add rows here
+# ======================================================================================
+
+
+def mirror_with(folder: str, name: str, data: bytes):
+    """load_corpus of a one-file mirror folder ``folder/name`` holding ``data``."""
+    import tempfile
+
+    from ssledu.data.hub import load_corpus
+
+    root = tempfile.mkdtemp(prefix="ssledu-badmirror-")
+    os.makedirs(os.path.join(root, folder))
+    with open(os.path.join(root, folder, name), "wb") as fh:
+        fh.write(data)
+    return load_corpus(folder, data_dir=root)
+
+
+def _hub():
+    from ssledu.data import hub
+
+    return hub
+
+
+CASES += [
+    Case("hub.load_corpus-typo", lambda: _hub().load_corpus("shakespear"),
+         ValueError, ("unknown", "did you mean 'tiny_shakespeare'")),
+    Case("hub.load_corpus-not-a-string", lambda: _hub().load_corpus(42), TypeError, ("must be a string",)),
+    Case("hub.load_corpus-extra-argument", lambda: _hub().load_corpus("sst2", n_train=3),
+         TypeError, ("no extra arguments", "toyworld")),
+    Case("hub.load_corpus-unknown-split", lambda: _hub().load_corpus("digits", split="dev-2"),
+         ValueError, ("no split 'dev-2'", "train, validation, test")),
+    Case("hub.mirror-not-utf8", lambda: mirror_with("wikitext2", "test.txt", "ok\nna\u00efve\n".encode("latin-1")),
+         ValueError, ("test.txt:2", "not utf-8", "re-save the file as utf-8")),
+    Case("hub.mirror-row-missing-field", lambda: mirror_with("sst2", "dev.tsv", b"sentence\tlabel\ngood\t1\nbad\n"),
+         ValueError, ("dev.tsv:3", "1 field", "header names 2", "add the missing field")),
+    Case("hub.mirror-unquoted-comma", lambda: mirror_with("ag_news", "test.csv", b"text,label\nup, down,2\n"),
+         ValueError, ("test.csv:2", "3 field", "double quotes")),
+    Case("hub.mirror-bad-label", lambda: mirror_with("sst2", "dev.tsv", b"sentence\tlabel\ngood\tgreat\n"),
+         ValueError, ("dev.tsv:2", "'great'", "negative", "positive")),
+    Case("hub.mirror-wrong-files", lambda: mirror_with("sst2", "sentences.txt", b"hello\n"),
+         FileNotFoundError, ("expected", "train.tsv", "sentences.txt")),
+    Case("hub.offline-without-mirror", lambda: with_env("HF_HUB_OFFLINE", "1", lambda: _hub().load_corpus(
+        "tinystories", data_dir=os.path.dirname(os.path.abspath(__file__)))),
+         ConnectionError, ("HF_HUB_OFFLINE=1", "SSLEDU_DATA_DIR", "tinystories/", "<|endoftext|>")),
+    Case("hub.timeout-setting", lambda: with_env("SSLEDU_HUB_TIMEOUT", "soon", _hub().hub_timeout),
+         ValueError, ("SSLEDU_HUB_TIMEOUT", "seconds above 0", "'soon'")),
+]
+
+# ======================================================================================
+# exercise checkers (ssledu.check): add rows here
+# ======================================================================================
+
+
+def _check():
+    import ssledu.check
+
+    return ssledu.check
+
+
+CASES += [
+    Case("check.answer-instead-of-function", lambda: _check().next_token_labels(([1], [2])),
+         TypeError, ("takes your function", "without calling it", "tuple")),
+    Case("check.unknown-exercise", lambda: _check().run_check("next_tokens", lambda ids: ids),
+         ValueError, ("no exercise named 'next_tokens'", "next_token_labels")),
+    Case("check.misspelt-checker", lambda: _check().next_token_lables,
+         AttributeError, ("no exercise 'next_token_lables'", "did you mean 'next_token_labels'")),
+    Case("check.exercise-kind", lambda: _check().Exercise(name="x", chapter="99", description="",
+                                                          reference=lambda: 1, kind="quiz"),
+         ValueError, ("kind must be 'function' or 'answer'", "'quiz'")),
+]
+
+# ======================================================================================
+# training (ssledu.train): add rows here
+# ======================================================================================
+CASES += []
+
+
+def test_case_ids_are_unique():
+    seen = [c.id for c in CASES]
+    assert len(seen) == len(set(seen)), sorted({i for i in seen if seen.count(i) > 1})
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_input(case):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a warning on the way is not what this table checks
+        with pytest.raises(case.exc) as err:
+            case.call()
+    message = str(err.value).lower()
+    if isinstance(err.value, KeyError) and err.value.args:
+        message = str(err.value.args[0]).lower()
+    missing = [w for w in case.mentions if w.lower() not in message]
+    assert not missing, f"message lacks {missing}: {err.value}"
+
+
+# --- behaviour that a table row cannot show -----------------------------------------------
+
+
+def test_probe_restores_training_mode_after_an_error():
+    model = bert()
+    model.train()
+    with pytest.raises(ValueError, match="out of range"):
+        probe.frozen_features(model, tok(), TEXTS, layers=99)
+    assert model.training
+
+
+def test_models_special_ids_are_the_tokenizer_layout():
+    assert models.SPECIAL_IDS is tokenize.SPECIAL_IDS
+    for role, i in tokenize.SPECIAL_IDS.items():
+        assert tokenize.SPECIAL_TOKENS[i] == f"[{role.upper()}]"
+        assert getattr(tok(), f"{role}_token_id") == i
+    assert tokenize.MASK_ID == tok().mask_token_id == 4
+
+
+def test_pydocs_cache_with_unknown_keys_is_named_and_rebuilt(tmp_path, monkeypatch):
+    import json
+
+    cache = tmp_path / "pydocs-test.json"
+    cache.write_text(json.dumps({"format": pydocs._FORMAT_VERSION,
+                                 "records": [{"txt": "old", "module": "m", "category": "x"}]}))
+    fresh = [{"text": "A paragraph.", "module": "json", "category": pydocs.CATEGORIES[0]}]
+    monkeypatch.setattr(pydocs, "_cache_path", lambda: cache)
+    monkeypatch.setattr(pydocs, "extract_pydocs", lambda: fresh)
+    with pytest.warns(UserWarning) as record:
+        assert pydocs._load_records() == fresh
+    message = str(record[0].message)
+    assert str(cache) in message and "rebuilding" in message and "'txt'" in message
+    assert json.loads(cache.read_text())["records"] == fresh  # rewritten: the next load is quiet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pydocs._load_records() == fresh
