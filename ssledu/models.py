@@ -44,6 +44,7 @@ __all__ = [
     "bert",
     "gpt",
     "bart",
+    "electra",
     "count_parameters",
     "describe",
 ]
@@ -94,6 +95,14 @@ _FIELDS = {
         "d_ff": ("encoder_ffn_dim", "decoder_ffn_dim"),
         "max_len": ("max_position_embeddings",),
         "dropout": ("dropout", "attention_dropout", "activation_dropout"),
+    },
+    "electra": {
+        "n_layer": ("num_hidden_layers",),
+        "n_head": ("num_attention_heads",),
+        "d_model": ("hidden_size", "embedding_size"),
+        "d_ff": ("intermediate_size",),
+        "max_len": ("max_position_embeddings",),
+        "dropout": ("hidden_dropout_prob", "attention_probs_dropout_prob"),
     },
 }
 
@@ -277,6 +286,29 @@ def bart(tokenizer_or_vocab_size, preset: str = "nano", *, attn: str | None = No
     kwargs.setdefault("forced_eos_token_id", eos)
     config = tf.BartConfig(vocab_size=vocab_size, **kwargs)
     return _finish(tf.BartForConditionalGeneration(config), preset, size)
+
+
+def electra(tokenizer_or_vocab_size, preset: str = "nano", *, attn: str | None = None,
+            head: str | None = "discriminator", **overrides):
+    """A randomly initialised ELECTRA (Clark et al. 2020) of a named size.
+
+    ``head``: ``"discriminator"`` -> ``ElectraForPreTraining`` (one replaced/original logit per
+    token), ``"generator"`` -> ``ElectraForMaskedLM`` (the small masked LM that proposes the
+    replacements; the paper makes it 1/4 to 1/2 the discriminator's width, e.g.
+    ``d_model=32, n_head=1`` against a nano discriminator), ``None`` -> ``ElectraModel``.
+    ``d_model`` sets both the hidden and the embedding size (override ``embedding_size`` to
+    untie them). Overrides as for ``bert``.
+    """
+    import transformers as tf
+
+    heads = {"discriminator": tf.ElectraForPreTraining, "generator": tf.ElectraForMaskedLM, None: tf.ElectraModel}
+    if head not in heads:
+        raise ValueError(f"unknown head {head!r} for electra; use 'discriminator', 'generator' or None")
+    vocab_size, ids = _vocab(tokenizer_or_vocab_size)
+    kwargs, size, attn = _resolve("electra", tf.ElectraConfig, preset, attn, overrides)
+    kwargs.setdefault("pad_token_id", ids.get("pad", 0))
+    config = tf.ElectraConfig(vocab_size=vocab_size, **kwargs)
+    return _finish(heads[head](config), preset, size)
 
 
 # --- multimodal builders (chapter 07) ------------------------------------------------------

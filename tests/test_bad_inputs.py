@@ -606,6 +606,148 @@ CASES += [
 CASES += []
 
 
+# ======================================================================================
+# contrastive objectives (ssledu.objectives.contrastive): add rows here
+# ======================================================================================
+
+
+def _contrastive():
+    from ssledu.objectives import contrastive
+
+    return contrastive
+
+
+def _emb(n: int = 4, d: int = 8) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(0))  # (n, d)
+
+
+def _queue(dim: int = 8, size: int = 4):
+    return _contrastive().MoCoQueue(dim, size, generator=torch.Generator().manual_seed(0))
+
+
+CASES += [
+    Case("contrastive.nt_xent-batch-of-one", lambda: _contrastive().nt_xent(_emb(1), _emb(1)),
+         ValueError, ("batch size 1", "at least 2", "negatives")),
+    Case("contrastive.nt_xent-zero-temperature", lambda: _contrastive().nt_xent(_emb(), _emb(), 0),
+         ValueError, ("temperature must be a number > 0", "got 0", "0.5 (simclr")),
+    Case("contrastive.info_nce-negative-temperature",
+         lambda: _contrastive().info_nce(_emb(), _emb(), temperature=-0.1),
+         ValueError, ("> 0", "-0.1")),
+    Case("contrastive.nt_xent-mismatched-shapes", lambda: _contrastive().nt_xent(_emb(4, 8), _emb(4, 6)),
+         ValueError, ("same shape", "(4, 8) and (4, 6)")),
+    Case("contrastive.nt_xent-token-ids", lambda: _contrastive().nt_xent(ids(5, 4), ids(5, 4)),
+         TypeError, ("float embeddings", "torch.int64", "encode the inputs first")),
+    Case("contrastive.nt_xent-token-states", lambda: _contrastive().nt_xent(torch.zeros(4, 5, 8), torch.zeros(4, 5, 8)),
+         ValueError, ("(n, d)", "(4, 5, 8)", "pool")),
+    Case("contrastive.nt_xent-reduction", lambda: _contrastive().nt_xent(_emb(), _emb(), reduction="avg"),
+         ValueError, ("reduction must be one of", "simclr", "'avg'")),
+    Case("contrastive.simcse-one-sentence", lambda: _contrastive().simcse_loss(_emb(1), _emb(1)),
+         ValueError, ("batch size 1", "at least 2", "moco")),
+    Case("contrastive.moco_loss-not-a-queue", lambda: _contrastive().moco_loss(_emb(), _emb(), _emb()),
+         TypeError, ("moco", "queue", "tensor")),
+    Case("contrastive.queue-batch-larger-than-queue", lambda: _queue(8, 4).enqueue(_emb(8)),
+         ValueError, ("8 keys", "queue of size 4", "at least 8")),
+    Case("contrastive.queue-wrong-dim", lambda: _queue(16, 32).enqueue(_emb(4, 8)),
+         ValueError, ("d=16", "(4, 8)")),
+    Case("contrastive.queue-size-zero", lambda: _queue(8, 0),
+         ValueError, ("size must be a positive integer", "0")),
+    Case("contrastive.momentum-above-one",
+         lambda: _contrastive().momentum_update(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), 1.5),
+         ValueError, ("momentum", "[0, 1]", "1.5")),
+    Case("contrastive.momentum-other-architecture",
+         lambda: _contrastive().momentum_update(torch.nn.Linear(2, 3), torch.nn.Linear(3, 2)),
+         ValueError, ("same parameters", "momentum_encoder(query_encoder)")),
+    Case("contrastive.masking-p-above-one", lambda: _contrastive().random_masking(ids(5, 2), 1.2),
+         ValueError, ("p must be a probability", "1.2")),
+    Case("contrastive.deletion-deletes-all", lambda: _contrastive().random_deletion(ids(5, 2), 1.0),
+         ValueError, ("p must be a probability in [0, 1)", "1.0")),
+    Case("contrastive.masking-text", lambda: _contrastive().random_masking("the red circle"),
+         TypeError, ("not a string", "encode the text first")),
+    Case("contrastive.crop-min-above-max", lambda: _contrastive().span_crop(ids(5, 2), 0.9, 0.5),
+         ValueError, ("min_fraction <= max_fraction", "0.9", "0.5")),
+    Case("contrastive.synonyms-as-list", lambda: _contrastive().synonym_replacement(ids(5, 2), [[7, 8]]),
+         TypeError, ("dict", "list", "synonym_ids(tokenizer, toyworld_synonyms())")),
+    Case("contrastive.synonym-words-not-in-vocabulary",
+         lambda: _contrastive().synonym_ids(tok(), _contrastive().toyworld_synonyms()),
+         ValueError, ("not single tokens", "rests", "sits", "toyworld.vocabulary()")),
+    Case("contrastive.dropout-views-without-dropout",
+         lambda: _contrastive().dropout_views(torch.nn.Linear(4, 2), _emb(3, 4)),
+         ValueError, ("identical", "no active dropout", "0.1")),
+    Case("contrastive.images-as-ink-counts",
+         lambda: _contrastive().augment_digits(torch.from_numpy(digits.load_digits_images()["images"][:2] * 16).long()),
+         TypeError, ("float pixels", "torch.int64", "divide ink counts by 16")),
+    Case("contrastive.images-rgb", lambda: _contrastive().random_shift(torch.zeros(2, 3, 8, 8)),
+         ValueError, ("(b, h, w) or (b, 1, h, w)", "(2, 3, 8, 8)")),
+    Case("contrastive.rotation-too-far", lambda: _contrastive().random_rotation(torch.zeros(2, 8, 8), 270),
+         ValueError, ("max_degrees", "[0, 180]", "270")),
+    Case("contrastive.cutout-larger-than-image", lambda: _contrastive().cutout(torch.zeros(2, 8, 8), 9),
+         ValueError, ("cutout size", "[0, 8]", "9")),
+]
+
+# ======================================================================================
+# denoising objectives (ssledu.objectives.denoise): add rows here
+# ======================================================================================
+from ssledu.objectives import denoise  # noqa: E402
+
+
+class _NoMaskTokenizer:
+    """A tokenizer-like object without a mask token."""
+
+    mask_token = None
+    mask_token_id = None
+
+
+CASES += [
+    Case("denoise.text_infilling-rate", lambda: denoise.text_infilling([5, 7, 8, 6], tok(), p=1.5),
+         ValueError, ("p must", "(0, 1)", "got 1.5", "0.3")),
+    Case("denoise.token_deletion-rate-zero", lambda: denoise.token_deletion([5, 7, 8, 6], tok(), p=0),
+         ValueError, ("(0, 1)", "got 0")),
+    Case("denoise.text_infilling-lambda", lambda: denoise.text_infilling([5, 7, 8, 6], tok(), poisson_lambda=-1),
+         ValueError, ("poisson_lambda", "(0, 64]", "bart uses 3")),
+    Case("denoise.text_infilling-empty", lambda: denoise.text_infilling([], tok()),
+         ValueError, ("empty", "at least one token")),
+    Case("denoise.text_infilling-string", lambda: denoise.text_infilling("the red circle", tok()),
+         TypeError, ("string", "encode")),
+    Case("denoise.text_infilling-batch", lambda: denoise.text_infilling(ids(5, b=2), tok()),
+         ValueError, ("one sequence", "(2, 5)", "collator")),
+    Case("denoise.text_infilling-word-ids", lambda: denoise.text_infilling([5, 7, 8, 6], tok(), word_ids=[0, 1]),
+         ValueError, ("word_ids has 2", "4 tokens", "one word index per token")),
+    Case("denoise.token_masking-no-mask-token", lambda: denoise.token_masking([5, 7, 6], _NoMaskTokenizer()),
+         ValueError, ("no mask token", "train_tokenizer", "add_special_tokens")),
+    Case("denoise.token_masking-generator", lambda: denoise.token_masking([5, 7, 8, 6], tok(), generator=0),
+         TypeError, ("torch.Generator", "manual_seed")),
+    Case("denoise.bart_noise-unknown", lambda: denoise.bart_noise([5, 7, 8, 6], tok(), ("shuffle",)),
+         ValueError, ("unknown noise", "'shuffle'", "permute", "infill", "rotate")),
+    Case("denoise.sentence_permutation-no-full-stop", lambda: denoise.sentence_permutation([5, 7, 8, 6], tok()),
+         ValueError, ("'.'", "full_stop_id")),
+    Case("denoise.span_corruption-no-sentinels", lambda: denoise.span_corruption([7, 8, 9, 10] * 5, tok()),
+         ValueError, ("needs 1 sentinel", "has 0", "sentinels=")),
+    Case("denoise.span_corruption-too-short", lambda: denoise.span_corruption([7], tok()),
+         ValueError, ("at least 2", "got 1", "longer")),
+    Case("denoise.t5_lengths-density", lambda: denoise.t5_lengths(568, noise_density=1.0),
+         ValueError, ("noise_density", "(0, 1)", "0.15")),
+    Case("denoise.t5_lengths-span", lambda: denoise.t5_lengths(568, mean_span_length=0.5),
+         ValueError, ("mean_span_length", ">= 1", "t5 uses 3")),
+    Case("denoise.BARTCollator-empty", lambda: denoise.BARTCollator(tok())([]),
+         ValueError, ("non-empty list", "input_ids")),
+    Case("denoise.BARTCollator-too-long", lambda: denoise.BARTCollator(tok(), max_length=4)([[5, *range(7, 12), 6]]),
+         ValueError, ("at most 4", "max_length", "pack_blocks")),
+    Case("denoise.BARTCollator-noise", lambda: denoise.BARTCollator(tok(), ("infil",)),
+         ValueError, ("unknown noise", "infill")),
+    Case("denoise.deletion_prediction-too-short", lambda: denoise.deletion_prediction([5, 7, 6], tok()),
+         ValueError, ("at least 2 ordinary tokens", "got 1")),
+    Case("denoise.deletion_no_skill_accuracy-rate", lambda: denoise.deletion_no_skill_accuracy(30, rate=2),
+         ValueError, ("rate", "(0, 1)", "got 2")),
+    Case("denoise.rtd_inputs-nothing-sampled", lambda: denoise.rtd_inputs(ids(4), torch.full((1, 4), -100)),
+         ValueError, ("logits", "samples")),
+    Case("denoise.electra_loss-weight", lambda: denoise.electra_loss(
+        torch.zeros(1, 2, 3), torch.zeros(1, 2).long(), torch.zeros(1, 2), torch.zeros(1, 2).long(),
+        discriminator_weight=-1), ValueError, ("discriminator_weight", ">= 0", "got -1", "50")),
+    Case("denoise.seq2seq_loss-shapes", lambda: denoise.seq2seq_loss(torch.zeros(1, 3, 5), torch.zeros(1, 4).long()),
+         ValueError, ("(1, 3, 5)", "(1, 4)", "(b, l, v)")),
+]
+
+
 def test_case_ids_are_unique():
     seen = [c.id for c in CASES]
     assert len(seen) == len(set(seen)), sorted({i for i in seen if seen.count(i) > 1})
