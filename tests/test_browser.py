@@ -335,6 +335,11 @@ def test_chapter_in_jupyterlab(chapter, lab, chromium, artifacts):
         nb.open()
         assert nb.output_text().strip(), "no output rendered: the chapter opened empty"
         misleading("opened untrusted")
+        nb.page.wait_for_timeout(1000)  # JupyterLab rewrites metadata it disagrees with shortly after opening
+        if nb.page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty"):
+            problems.append("opened untrusted: JupyterLab marks the chapter modified before any edit "
+                            "(its kernelspec or metadata differ from what JupyterLab writes)")
+            nb.screenshot(artifacts, stage)
         first = _first_explorer(chapter)
         if first is not None:
             stage = "run"
