@@ -127,11 +127,13 @@ class Progress:
 
 
 def draw_history(ax, history, title: str = "training loss", *, total_steps: int | None = None,
-                 reference: float | None = None, reference_label: str | None = None):
+                 reference: float | None = None, reference_label: str | None = None,
+                 ylabel: str = "loss (nats per token)"):
     """Train loss per logged step (line), validation loss (points), optional reference line.
 
     ``total_steps`` fixes the x axis to the budget; ``reference`` draws a dashed line, e.g.
-    ln|V|, the loss of a uniform guess. Works with nothing logged yet.
+    ln|V|, the loss of a uniform guess; ``ylabel`` names the loss's unit (a contrastive loss is
+    per anchor, not per token). Works with nothing logged yet.
     """
     steps = [s["step"] for s in history.steps]
     ax.plot(steps, [s["loss"] for s in history.steps], lw=1, label="train")
@@ -143,7 +145,7 @@ def draw_history(ax, history, title: str = "training loss", *, total_steps: int 
     last = f" (step {steps[-1]}, loss {history.steps[-1]['loss']:.3f})" if steps else ""
     ax.set_title(title + last)
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (nats per token)")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     if total_steps:
         ax.set_xlim(0, total_steps)
@@ -169,8 +171,10 @@ class LivePlot:
 
     def __init__(self, total_steps: int | None = None, *, reference: float | None = None,
                  reference_label: str | None = None, title: str = "training loss",
-                 every_s: float = 1.0, notebook: bool | None = None, dpi: int = 72):
+                 every_s: float = 1.0, notebook: bool | None = None, dpi: int = 72,
+                 ylabel: str = "loss (nats per token)"):
         self.total_steps, self.reference, self.reference_label = total_steps, reference, reference_label
+        self.ylabel = ylabel
         self.title, self.every_s, self.dpi = title, every_s, dpi
         self.frames = 0
         self.last_draw_s = 0.0
@@ -194,7 +198,7 @@ class LivePlot:
         self.ax = self.fig.add_subplot()
         draw_history(self.ax, SimpleNamespace(steps=[], evals=[]), self.title,
                      total_steps=self.total_steps, reference=self.reference,
-                     reference_label=self.reference_label)
+                     reference_label=self.reference_label, ylabel=self.ylabel)
         self.train_line = self.ax.get_lines()[0]
         self.val_line = None
 

@@ -119,3 +119,12 @@ def test_the_plot_redraws_on_the_wall_clock_not_the_step_time(notebook, monkeypa
     assert 4 <= len(handle.shown) - 1 <= 5  # once a second
     plot.close(history)
     assert handle.shown[-1].data[:4] == b"\x89PNG"
+
+
+def test_live_plot_names_the_unit_of_its_loss():
+    from ssledu.live import LivePlot
+
+    plot = LivePlot(total_steps=10, notebook=False, ylabel="loss (nats per anchor)")
+    plot._figure()
+    assert plot.ax.get_ylabel() == "loss (nats per anchor)"
+    assert LivePlot(total_steps=10, notebook=False).ylabel == "loss (nats per token)"

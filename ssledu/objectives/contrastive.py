@@ -730,3 +730,90 @@ def augment_digits(images, *, generator: torch.Generator | None = None, max_shif
         _images(images)  # still reject a bad input when everything is off
         x = images.clone()
     return x
+
+
+# --------------------------------------------------------------------------- a digit encoder
+
+__all__ += ["DigitEncoder", "embedding_spread"]
+
+
+class DigitEncoder(nn.Module):
+    """A small CNN for 8x8 digits with a projection head, as in SimCLR (Chen et al. 2020).
+
+    ``features(images)``: the representation h, (B, feature_dim), read by linear probes and
+    kept after training. ``forward(images)``: z = head(h), (B, projection_dim), what the
+    contrastive loss sees. SimCLR found the layer *before* the head the better
+    representation: the head is free to throw away what the augmentations vary.
+    images: (B, 8, 8) or (B, 1, 8, 8) float in [0, 1].
+    Layout: conv3x3(1->w) ReLU conv3x3(w->2w) ReLU maxpool2 -> linear(2w*16 -> feature_dim) ReLU;
+    head linear(feature_dim -> feature_dim) ReLU linear(-> projection_dim).
+    """
+
+    def __init__(self, width: int = 32, feature_dim: int = 64, projection_dim: int = 32):
+        super().__init__()
+        for name, v in (("width", width), ("feature_dim", feature_dim), ("projection_dim", projection_dim)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"DigitEncoder {name} must be a positive integer; got {v!r}")
+        self.config = {"width": width, "feature_dim": feature_dim, "projection_dim": projection_dim}
+        self.backbone = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),  # (B, w, 8, 8)
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),  # (B, 2w, 8, 8)
+            nn.MaxPool2d(2), nn.Flatten(),  # (B, 2w * 4 * 4)
+            nn.Linear(2 * width * 16, feature_dim), nn.ReLU(),  # (B, feature_dim)
+        )
+        self.head = nn.Sequential(
+            nn.Linear(feature_dim, feature_dim), nn.ReLU(), nn.Linear(feature_dim, projection_dim)
+        )
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """h: (B, feature_dim), the representation below the projection head."""
+        x, _ = _images(images)
+        if tuple(x.shape[-2:]) != (8, 8):
+            raise ValueError(f"DigitEncoder reads 8x8 images; got {tuple(x.shape[-2:])}")
+        return self.backbone(x)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """z: (B, projection_dim), the projection the loss compares."""
+        return self.head(self.features(images))
+
+    def save(self, name_or_folder) -> "Path":
+        """Save config and weights; a bare name goes to ``cache_dir()/checkpoints/<name>``."""
+        folder = _encoder_folder(name_or_folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"config": self.config, "state_dict": self.state_dict()}, folder / "digit_encoder.pt")
+        return folder
+
+    @classmethod
+    def load(cls, name_or_folder) -> "DigitEncoder":
+        """The encoder saved under that name (e.g. "ch06-simclr-digits") or in that folder."""
+        folder = _encoder_folder(name_or_folder)
+        path = folder / "digit_encoder.pt"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no saved DigitEncoder at {path}; run chapter 06 (it saves 'ch06-simclr-digits') "
+                "or pass the folder you saved to"
+            )
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model = cls(**saved["config"])
+        model.load_state_dict(saved["state_dict"])
+        return model
+
+
+def _encoder_folder(name_or_folder):
+    from pathlib import Path
+
+    from ssledu import cache_dir
+
+    p = Path(name_or_folder)
+    return p if (p.is_absolute() or len(p.parts) > 1) else cache_dir() / "checkpoints" / str(name_or_folder)
+
+
+def embedding_spread(z: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square distance of L2-normalised rows from their mean: sqrt(sum_d Var_d).
+
+    z: (N, D), N >= 2. 0 when every row points the same way (collapse); 1 when the rows'
+    mean is the origin (e.g. spread uniformly over the sphere). A scalar tensor.
+    """
+    _check_embeddings("z", z, min_rows=2)
+    u = F.normalize(_wide(z), dim=1)  # (N, D)
+    return (u - u.mean(0)).pow(2).sum(1).mean().sqrt()
