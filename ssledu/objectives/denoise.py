@@ -64,6 +64,9 @@ __all__ = [
     "deletion_prediction",
     "deletion_targets",
     "deletion_no_skill_accuracy",
+    "pca_reconstruction_error",
+    "corrupt_vectors",
+    "exact_match",
 ]
 
 # BART's noises by short name, in the order fairseq's DenoisingDataset applies them:
@@ -861,3 +864,76 @@ class DeletionCollator(_SeededCollator):
         enc = pad_batch(inputs, self.pad_id)
         lab = pad_batch(labels, 0)["input_ids"].masked_fill(enc["attention_mask"] == 0, IGNORE_INDEX)
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": lab}
+
+
+# --------------------------------------------------------------------------- autoencoders and reconstruction
+
+
+def pca_reconstruction_error(x_train, k: int, x_eval=None) -> float:
+    """Mean squared error per entry of the best rank-``k`` affine reconstruction: the limit
+    of a linear autoencoder with a ``k``-wide bottleneck.
+
+    x_train: (N, D) data the reconstruction is fitted on; x_eval: (M, D) data it is scored
+    on (default x_train). On x_train this is exact by Eckart-Young: the sum of the D - k
+    smallest eigenvalues of the (biased) covariance, divided by D; a linear autoencoder
+    trained with squared error can reach it and never go below (Baldi & Hornik 1989).
+    """
+    x = torch.as_tensor(x_train, dtype=torch.float64)
+    if x.dim() != 2 or len(x) < 2:
+        raise ValueError(f"x_train must be an (N, D) matrix with N >= 2; got shape {tuple(x.shape)}")
+    D = x.shape[1]
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= D:
+        raise ValueError(f"k must be an integer bottleneck width in [0, {D}] (D = x_train.shape[1]); got {k!r}")
+    mu = x.mean(0)
+    cov = (x - mu).T @ (x - mu) / len(x)  # (D, D)
+    evals, evecs = torch.linalg.eigh(cov)  # ascending
+    if x_eval is None:
+        return float(evals[: D - k].clamp(min=0).sum() / D)
+    xe = torch.as_tensor(x_eval, dtype=torch.float64)
+    if xe.dim() != 2 or xe.shape[1] != D:
+        raise ValueError(f"x_eval must be (M, {D}) like x_train; got shape {tuple(xe.shape)}")
+    top = evecs[:, D - k:]  # (D, k): the k leading directions
+    recon = (xe - mu) @ top @ top.T + mu  # (M, D)
+    return float(((recon - xe) ** 2).mean())
+
+
+def corrupt_vectors(x: torch.Tensor, kind: str = "mask", level: float = 0.25, *, generator=None) -> torch.Tensor:
+    """The denoising autoencoder's corruptions of real vectors x (N, D) (Vincent et al. 2008).
+
+    kind "mask": each entry set to 0 with probability ``level`` (masking noise);
+    kind "gaussian": x + level * N(0, 1) (isotropic Gaussian noise, level = sigma).
+    Returns a new tensor of x's shape; x is unchanged.
+    """
+    if kind not in ("mask", "gaussian"):
+        raise ValueError(f"kind must be 'mask' or 'gaussian'; got {kind!r}")
+    if kind == "mask":
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 <= level < 1:
+            raise ValueError(f"level (the share of entries set to 0) must be in [0, 1); got {level!r}. "
+                             "Vincent et al. 2008 use 0.1 to 0.5")
+        return x * (torch.rand(x.shape, generator=_gen(generator)) >= level).to(x.dtype)
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or level < 0:
+        raise ValueError(f"level (the Gaussian sigma) must be a number >= 0; got {level!r}")
+    return x + level * torch.randn(x.shape, generator=_gen(generator)).to(x.dtype)
+
+
+def exact_match(generated: torch.Tensor, labels: torch.Tensor, *, pad_token_id: int,
+                decoder_start_token_id: int | None = None) -> torch.Tensor:
+    """Per example, True when a generated sequence equals its target exactly.
+
+    generated: (B, T) from ``model.generate`` (it starts with the decoder start token, which
+    is dropped when ``decoder_start_token_id`` is given, and is padded after EOS); labels:
+    (B, L) targets padded with -100. Returns a bool tensor (B,). A sequence that is too
+    short, too long or differs in one token does not match.
+    """
+    if generated.dim() != 2 or labels.dim() != 2 or len(generated) != len(labels):
+        raise ValueError(f"generated (B, T) and labels (B, L) must be 2-D with the same B; got "
+                         f"{tuple(generated.shape)} and {tuple(labels.shape)}")
+    out = []
+    for g, y in zip(generated.tolist(), labels.tolist()):
+        if decoder_start_token_id is not None and g and g[0] == decoder_start_token_id:
+            g = g[1:]
+        target = [t for t in y if t != IGNORE_INDEX]
+        while g and g[-1] == pad_token_id:
+            g = g[:-1]
+        out.append(g == target)
+    return torch.tensor(out, dtype=torch.bool)
