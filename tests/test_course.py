@@ -202,3 +202,16 @@ def test_failed_inplace_rebuild_leaves_the_chapter(tmp_path, capsys, monkeypatch
     assert rc == 1 and "left as it was" in capsys.readouterr().out
     assert nb_path.read_text() == "committed"
     assert (tmp_path / "executed" / "99_tiny.ipynb").exists()
+
+
+def test_executed_chapter_stores_no_live_widget_views(tmp_path, capsys):
+    chapters = tmp_path / "chapters"
+    widget_cell = "\n```{code-cell} ipython3\nimport ipywidgets\nipywidgets.IntSlider(value=3)\n```\n"
+    _tiny(chapters, TINY_MD + widget_cell)
+    rc = cli.main(["course", "--execute", "--quick", "--chapters-dir", str(chapters),
+                   "--output", str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr()
+    nb = nbformat.read(tmp_path / "out" / "99_tiny.ipynb", as_version=4)
+    data = nb.cells[-1].outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" not in data and "text/plain" in data
+    assert "widgets" not in nb.metadata
