@@ -254,6 +254,12 @@ CASES += [
          TypeError, ("list", "wrap")),
     Case("clm.sampling_loop-negative", lambda: clm.sampling_loop(lambda x: None, ids(), -1),
          ValueError, ("max_new_tokens", ">= 0")),
+    Case("clm.generate-float-ids", lambda: clm.generate(gpt(), torch.tensor([[7.0, 8.5]]), 2),
+         TypeError, ("integer token ids", ".long()")),
+    Case("clm.generate-id-past-vocabulary", lambda: clm.generate(gpt(), [[7, V() + 3]], 2),
+         ValueError, ("outside the vocabulary", "tokenizer the model was built for")),
+    Case("clm.generate-string", lambda: clm.generate(gpt(), "the red", 2),
+         TypeError, ("not a string", "encode the text first")),
 ]
 
 # --- ssledu.objectives.prefix ---

@@ -520,7 +520,9 @@ def generate(
     """
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0; got {max_new_tokens}")
-    input_ids = torch.as_tensor(input_ids, dtype=torch.long)
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    input_ids = check_ids(input_ids, what="input_ids",  # 2.7 or 10**6 is not a token id
+                          vocab_size=vocab if isinstance(vocab, int) else None)
     squeeze = input_ids.dim() == 1
     ids = input_ids[None] if squeeze else input_ids  # (B, L)
     if ids.dim() != 2 or ids.shape[1] == 0:
