@@ -942,3 +942,126 @@ def best_guess_accuracy(text, world: World | None = None) -> dict[str, list[floa
         top = max(log_p)
         both.append(1.0 / sum(math.exp(v - top) for v in log_p))  # max_w of the normalised p
     return {"left": left, "both": both}
+
+
+# --- targets for probes and downstream heads (chapter 08) ----------------------------
+
+ROLE_NAMES = ("colour", "shape", "size", "number", "position", "relation", "action", "adverb",
+              "verb", "pronoun", "determiner", "preposition", "noun", "punct", "other")
+"""Every role :func:`word_roles` can return; a role's index here is its class id."""
+
+BIO_TAGS = ("O", "B-OBJ", "I-OBJ", "B-POS")
+"""Tags of :func:`bio_tags`, in class-id order (as in CoNLL NER: B = begins, I = inside)."""
+
+QA_KINDS = ("colour", "size", "shape", "position")
+_INTRO_SLOT = {INTRO_SIZE: "size", INTRO_COLOUR: "colour", INTRO_SHAPE: "shape"}
+
+
+def _intro_slots(phases, states) -> list[dict]:
+    """Per object, in order of introduction: word index of its size, colour and shape."""
+    objs: list[dict] = []
+    for i, ph in enumerate(phases):
+        if ph in _INTRO_SLOT:
+            k = len(states[i][1][1])  # objects completed before this word = this object's index
+            if k == len(objs):
+                objs.append({})
+            objs[k][_INTRO_SLOT[ph]] = i
+    return objs
+
+
+def sentence_targets(text, world: World | None = None) -> dict:
+    """Story-level latents for sentence probes: ``n_objects`` (int), ``colour``, ``shape``,
+    ``size``, ``position`` (the first object's), ``relation`` (the word relating the second
+    object to an earlier one, ``"none"`` with one object) and ``n_events`` (int)."""
+    proc = _get(world)
+    words = _words_of(text)
+    _, phases, states = _walk(proc, words)
+    att = _attributes(proc, words, phases, states)
+    relation = next((words[i] for i, ph in enumerate(phases) if ph == RELATION), "none")
+    return {"n_objects": att["n_objects"], "colour": att["colour"], "shape": att["shape"],
+            "size": att["size"], "position": att["position"], "relation": relation,
+            "n_events": att["n_events"]}
+
+
+def role_ids(text, world: World | None = None) -> list[int]:
+    """:func:`word_roles` as class ids, indices into :data:`ROLE_NAMES`; one per word."""
+    return [ROLE_NAMES.index(r) for r in word_roles(text, world)]
+
+
+def bio_tags(text, world: World | None = None) -> list[str]:
+    """NER-style BIO tags, one per word: an object mention is ``B-OBJ I-OBJ I-OBJ`` over an
+    introduction's SIZE COLOUR SHAPE, and ``B-OBJ`` on the SHAPE of ``the SHAPE``; the
+    position word is ``B-POS``; every other word (``it`` included) is ``O``.
+
+    A restated ``is red`` or ``big and red`` is ``O``: the tag depends on the context, not
+    on the word type alone, so a lookup table of words cannot solve the task.
+    """
+    proc = _get(world)
+    words = _words_of(text)
+    _, phases, _ = _walk(proc, words)
+    tags = []
+    for ph in phases:
+        if ph == INTRO_SIZE:
+            tags.append("B-OBJ")
+        elif ph in (INTRO_COLOUR, INTRO_SHAPE):
+            tags.append("I-OBJ")
+        elif ph in (REL_SHAPE, SUBJ_SHAPE, CLOSE_SHAPE):
+            tags.append("B-OBJ")
+        elif ph == POSITION:
+            tags.append("B-POS")
+        else:
+            tags.append("O")
+    return tags
+
+
+def qa_pairs(text, world: World | None = None) -> list[dict]:
+    """Every question toyworld can ask about a story, with the answer key.
+
+    Per object: "what colour is the SHAPE ?", "what size is the SHAPE ?", "what shape is the
+    COLOUR one ?"; for the first object also "where is the SHAPE ?". Each dict: ``question``,
+    ``kind`` (one of :data:`QA_KINDS`), ``answer`` (a word), ``answer_start`` /
+    ``answer_end`` (word indices into the story, inclusive, the answer in the object's
+    introduction) and ``evidence`` (word index of the word that links question and answer:
+    the shape in that introduction, or its colour for a shape question).
+    """
+    proc = _get(world)
+    words = _words_of(text)
+    _, phases, states = _walk(proc, words)
+    out = []
+    position = next(i for i, ph in enumerate(phases) if ph == POSITION)
+    for k, slots in enumerate(_intro_slots(phases, states)):
+        shape, colour = words[slots["shape"]], words[slots["colour"]]
+        asks = [("colour", f"what colour is the {shape} ?", slots["colour"], slots["shape"]),
+                ("size", f"what size is the {shape} ?", slots["size"], slots["shape"]),
+                ("shape", f"what shape is the {colour} one ?", slots["shape"], slots["colour"])]
+        if k == 0:
+            asks.append(("position", f"where is the {shape} ?", position, slots["shape"]))
+        for kind, question, at, evidence in asks:
+            out.append({"question": question, "kind": kind, "answer": words[at],
+                        "answer_start": at, "answer_end": at, "evidence": evidence})
+    return out
+
+
+def generate_qa(n: int, seed: int = 0, world: World | None = None, kinds=QA_KINDS) -> list[dict]:
+    """``n`` extractive-QA examples: the stories of ``generate_texts(n, seed)``, one question
+    each, drawn uniformly from that story's :func:`qa_pairs` of the given ``kinds``.
+
+    Each dict: ``context`` (the story), ``context_words`` and the :func:`qa_pairs` fields.
+    Deterministic in ``seed``.
+    """
+    _check_n_seed(n, seed)
+    kinds = tuple(kinds)
+    unknown = [k for k in kinds if k not in QA_KINDS]
+    if not kinds or unknown:
+        raise ValueError(f"kinds must be a non-empty subset of {QA_KINDS}; got {kinds!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 8]))
+    out = []
+    for text in generate_texts(n, seed, world):
+        pairs = [p for p in qa_pairs(text, world) if p["kind"] in kinds]
+        pick = pairs[int(rng.integers(len(pairs)))]
+        out.append({"context": text, "context_words": text.split(), **pick})
+    return out
+
+
+__all__ += ["ROLE_NAMES", "BIO_TAGS", "QA_KINDS", "sentence_targets", "role_ids", "bio_tags",
+            "qa_pairs", "generate_qa"]
