@@ -8,6 +8,9 @@
                                            training speed of the three objectives (see ssledu.bench)
     ssledu bench --target shakespeare-char --seconds 75 --repeats 2 --json
                                            time to reach 1.90 nats/char on tiny Shakespeare
+    ssledu pretrain clm --corpus toyworld --preset nano --steps 500 --out runs/clm [--resume] [--json]
+                                           pretrain from scratch (see ssledu.pretrain); the same
+                                           under torchrun --nproc_per_node K -m ssledu pretrain ...
 
 Every subcommand lives in one argparse tree (``build_parser``); ``main(argv)`` returns
 the exit status: 0 all well, 1 a check or benchmark failed, 2 a usage or input error.
@@ -324,6 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_arguments(b)
     b.set_defaults(func=bench.run)
+
+    from ssledu import pretrain  # light: torch is imported when a run starts
+
+    t = sub.add_parser("pretrain", help="pretrain a model from scratch on a corpus (also under torchrun)",
+                       description=pretrain.__doc__.split("\n\n")[0].replace("``", ""),
+                       epilog="examples:\n"
+                              "  ssledu pretrain clm --corpus tiny_shakespeare --preset nano --seconds 60 --out runs/clm\n"
+                              "  ssledu pretrain mlm --corpus ~/my_texts --preset tiny --steps 2000 --out runs/mlm\n"
+                              "  ssledu pretrain mlm --corpus ~/my_texts --preset tiny --steps 4000 --out runs/mlm --resume\n"
+                              "  torchrun --standalone --nproc_per_node 2 -m ssledu pretrain clm --corpus toyworld "
+                              "--steps 500 --out runs/ddp",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    pretrain.add_arguments(t)
+    t.set_defaults(func=pretrain.run)
     return parser
 
 

@@ -29,6 +29,7 @@ resumed losses equal those of an uninterrupted run bit for bit.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import random
 import time
@@ -39,13 +40,14 @@ import torch
 from torch import nn
 
 from ssledu import checkpoint as ckpt
+from ssledu import distributed
 from ssledu.conventions import IGNORE_INDEX, context_length, eval_mode
 from ssledu.data.blocks import BatchStream, make_loader
 from ssledu.live import LivePlot, Progress, draw_history
 from ssledu.live import in_notebook as _in_notebook  # a module name: tests stand in for Jupyter
 
 __all__ = ["History", "FitState", "fit", "evaluate", "param_groups", "cosine_lr", "rng_state",
-           "set_rng_state"]
+           "set_rng_state", "native_bf16"]
 
 _STATE_FILE = ckpt.STATE_FILE
 _PRECISIONS = ("auto", "bf16", "fp32")
@@ -53,6 +55,7 @@ _PRECISIONS = ("auto", "bf16", "fp32")
 # state holds lr, betas, weight decay) or change what a data position means.
 _FIXED_ON_RESUME = ("batch_size", "grad_accum", "lr", "weight_decay", "betas")
 _BUDGET = ("max_steps", "max_seconds", "epochs")
+_STOPS = (None, "max_steps", "max_seconds", "epochs")  # budget_reached's answers, by number
 
 
 # --- the record of a run ---------------------------------------------------------------
@@ -355,12 +358,51 @@ class _ForkedRNG:
 # --- evaluation ------------------------------------------------------------------------
 
 
-def _use_bf16(device: torch.device, precision: str) -> bool:
+@functools.cache
+def _cpu_flags() -> frozenset:
+    """The CPU's feature flags (Linux /proc/cpuinfo, macOS sysctl); empty when unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    try:  # Apple silicon from M2 on reports FEAT_BF16
+        import subprocess
+
+        out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True,
+                             text=True, timeout=2)
+        return frozenset({"bf16"}) if out.stdout.strip() == "1" else frozenset()
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes bf16 matrix products in hardware.
+
+    CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and later). CPU: the AMX-BF16 or
+    AVX512-BF16 instructions (Intel Sapphire Rapids, AMD Zen 4 and later) or Arm's BF16
+    extension, read from the CPU flags, since ``torch.backends.cpu.get_cpu_capability()``
+    says "AVX512" for CPUs with and without them. Elsewhere bf16 is emulated, and an
+    autocast step is slower than fp32.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool({"amx_bf16", "avx512_bf16", "bf16"} & _cpu_flags())
+    return False
+
+
+def _use_bf16(device: torch.device, precision: str | None) -> bool:
+    """None (fit's default): bf16 on a CUDA GPU that has it, fp32 on every CPU (a CPU run then
+    equals a plain fp32 loop bit for bit); "auto": bf16 wherever the hardware runs it natively."""
+    if precision is None:
+        return device.type == "cuda" and native_bf16(device)
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}")
-    return precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
+    return precision == "bf16" or (precision == "auto" and native_bf16(device))
 
 
 def _autocast(device: torch.device, precision: str):
@@ -414,7 +456,7 @@ def _eval_loader(eval_data, collate_fn, batch_size: int, seed: int, pin_memory: 
 
 @torch.no_grad()
 def evaluate(model, eval_data, *, collate_fn=None, batch_size=32, max_batches=None,
-             loss_fn=None, device=None, precision="auto", seed=0) -> float:
+             loss_fn=None, device=None, precision=None, seed=0) -> float:
     """Mean loss of ``model`` over ``eval_data`` (the mean of per-batch losses).
 
     eval_data: a tensor, dict of tensors, list or Dataset (batched by ``batch_size``,
@@ -575,7 +617,7 @@ def _check_fit_args(a: dict) -> None:
     _check_number("clip_norm", a["clip_norm"], allow_none=True, example="1.0")
     if a["live_plot"] not in ("auto", True, False):
         raise ValueError(f"live_plot must be 'auto', True or False; got {a['live_plot']!r}")
-    if a["precision"] not in _PRECISIONS:
+    if a["precision"] is not None and a["precision"] not in _PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}; got {a['precision']!r}")
     if a["checkpoint_every"] is not None and a["checkpoint_dir"] is None:
         raise ValueError("checkpoint_every needs checkpoint_dir= (the folder to write to)")
@@ -605,13 +647,21 @@ class _Run:
             seed_everything(a["seed"])
         self.data_seed = 0 if a["seed"] is None else a["seed"]
         model.to(self.device)
-        self.forward_model = torch.compile(model) if a["compile"] else model
+        # Under torchrun (a process group of K > 1): the forward runs through DDP, which
+        # averages the gradients of the K processes in backward(); rank 0 alone prints and
+        # writes checkpoints. self.model stays the plain model (save_pretrained, evaluation).
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.writer = self.rank == 0
+        self.forward_model = distributed.wrap(model, self.device)
+        if a["compile"]:
+            self.forward_model = torch.compile(self.forward_model)
         self.limits = _model_limits(model)
         bf16 = _use_bf16(self.device, a["precision"])  # asked once, not at every batch
         self.autocast = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
 
         # data: one seeded, resumable stream; evaluation on a fixed-seed fork of the collate
-        loader = train_data if isinstance(train_data, torch.utils.data.DataLoader) else make_loader(
+        build = make_loader if self.world == 1 else distributed.shard_loader  # K processes: a share each
+        loader = train_data if isinstance(train_data, torch.utils.data.DataLoader) else build(
             train_data, a["batch_size"], shuffle=a["shuffle"], seed=self.data_seed,
             collate_fn=a["collate_fn"] or _default_collate, pin_memory=self.cuda)
         self.collate = loader.collate_fn
@@ -630,7 +680,7 @@ class _Run:
         self.history = History()
         self.step, self.train_s = 0, 0.0
         self.stop = self.in_update = False
-        if a["checkpoint_dir"] is not None:
+        if a["checkpoint_dir"] is not None and self.writer:
             ckpt.check_writable(a["checkpoint_dir"])  # fail now, not after all the training
             ckpt.clean_orphans(a["checkpoint_dir"], keep_old=True)
         if a["resume_from"] is not None and a["resume_from"] is not False:
@@ -669,7 +719,7 @@ class _Run:
         a = self.a
         notebook = _in_notebook()
         self.plot = None
-        if a["live_plot"] is True or (a["live_plot"] == "auto" and notebook):
+        if self.writer and (a["live_plot"] is True or (a["live_plot"] == "auto" and notebook)):
             vocab = self.limits[0]
             ref = math.log(vocab) if vocab and a["loss_fn"] is None else None
             try:
@@ -679,7 +729,7 @@ class _Run:
             except ImportError:
                 self.plot = None
         self.progress = Progress(self.total_steps, initial=self.step, notebook=notebook) \
-            if a["progress"] else None
+            if a["progress"] and self.writer else None
 
     def _config(self) -> dict:
         return {k: (list(self.a[k]) if k == "betas" else self.a[k]) for k in _FIXED_ON_RESUME + _BUDGET}
@@ -724,13 +774,17 @@ class _Run:
 
     # ---- the steps of the loop
     def budget_reached(self) -> str | None:
-        """Why to stop before the next step (None: go on)."""
+        """Why to stop before the next step (None: go on). With K processes rank 0's clock
+        decides for all: a process that stopped alone would leave the others waiting."""
         a = self.a
+        reason = None
         if self.total_steps is not None and self.step >= self.total_steps:
-            return "max_steps" if a["max_steps"] is not None and self.step >= a["max_steps"] else "epochs"
-        if a["max_seconds"] is not None and self.train_s >= a["max_seconds"]:
-            return "max_seconds"
-        return None
+            reason = "max_steps" if a["max_steps"] is not None and self.step >= a["max_steps"] else "epochs"
+        elif a["max_seconds"] is not None and self.train_s >= a["max_seconds"]:
+            reason = "max_seconds"
+        if self.world > 1:
+            reason = _STOPS[distributed.agree(_STOPS.index(reason))]
+        return reason
 
     def next_batches(self) -> list[dict]:
         """Up to ``grad_accum`` batches (fewer when the last epoch ends)."""
@@ -760,6 +814,8 @@ class _Run:
             for k, v in m.items():
                 metrics[k] = metrics.get(k, 0.0) + (v.detach() if isinstance(v, torch.Tensor) else v)
         n = len(batches)
+        if self.world > 1:  # the loss and speed of the whole global batch, on every process
+            total, tokens = distributed.mean_over_ranks(total), int(distributed.global_count(tokens))
         return total / n, {k: v / n for k, v in metrics.items()}, tokens, tags
 
     def clip_gradients(self) -> torch.Tensor:
@@ -788,7 +844,7 @@ class _Run:
             self.clock.elapsed_s = self.train_s  # the clock schedule follows training time
         self.scheduler.step()
         self.step += 1
-        if self.a["checkpoint_dir"] is not None:  # the state after this step, for Ctrl-C
+        if self.a["checkpoint_dir"] is not None and self.writer:  # the state after this step, for Ctrl-C
             self.snap = self.snapshot()
         self.in_update = False
         return seconds
@@ -849,6 +905,8 @@ class _Run:
     def save(self, snap: dict | None = None):
         """Write a checkpoint of the state now (or of ``snap``); keep the History on failure."""
         self.log.flush()
+        if not self.writer:  # K processes hold the same weights: rank 0 writes them
+            return
         state = dict(snap or self.snapshot(), optimizer=self.optimizer.state_dict(),
                      scheduler=self.scheduler.state_dict(),
                      history={"steps": list(self.history.steps), "evals": list(self.history.evals)})
@@ -957,7 +1015,7 @@ def fit(
     eval_fn=None,
     loss_fn=None,
     device=None,
-    precision: str = "auto",
+    precision: str | None = None,
     compile: bool = False,
     seed: int | None = 0,
     shuffle: bool = True,
@@ -998,9 +1056,11 @@ def fit(
     random collate, so evaluating never changes the training losses), plus
     ``eval_fn(model, eval_loader) -> dict`` when given.
 
-    Device and speed: ``device`` (default ``ssledu.get_device()``); ``precision`` "auto"
-    (bf16 autocast on a CUDA GPU that supports it, else fp32) | "bf16" | "fp32";
-    ``compile=True`` wraps the model in ``torch.compile``.
+    Device and speed: ``device`` (default ``ssledu.get_device()``); ``precision``: None
+    (default: bf16 autocast on a CUDA GPU that supports it, else fp32, so CPU runs stay
+    bit-for-bit those of a plain fp32 loop), "auto" (bf16 autocast wherever the hardware
+    runs bf16 natively, see :func:`native_bf16`: also a CPU with AMX / AVX512-BF16),
+    "bf16" or "fp32"; ``compile=True`` wraps the model in ``torch.compile``.
 
     Feedback (``ssledu.live``): ``progress`` shows ``step k/n | loss | tok/s | time``, in a
     notebook as a line updated in place whose stored text is the final state, in a
@@ -1021,6 +1081,14 @@ def fit(
     ``collate_fn`` with its own generator is restored if it has ``state_dict`` /
     ``load_state_dict`` (``MLMCollator``, ``UniLMMixture`` do). With only ``max_seconds`` the schedule depends on the clock, so
     runs are not bit-for-bit repeatable.
+
+    Several processes (``torchrun``; see ``ssledu.distributed``): while a process group of
+    K > 1 runs, the model trains through DDP (gradients averaged over the processes), a
+    loader that fit builds gives each process its ``batch_size`` rows of every global batch
+    of K x ``batch_size`` (a DataLoader you pass is used as is: build it with
+    ``distributed.shard_loader``), the logged loss and tokens/s are those of the global
+    batch, rank 0's clock ends a time budget for all, and only rank 0 prints, plots and
+    writes checkpoints.
 
     Callbacks: ``callback(state: FitState)`` after every step and evaluation; set
     ``state.stop = True`` to end the run. ``seed`` (None: leave the RNGs alone) seeds
