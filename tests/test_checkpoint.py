@@ -8,30 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from cycle_task import QUIET, V, clm, cycle_blocks, losses, nano
 from ssledu import checkpoint, models, train
 
-V = 16
-QUIET = dict(progress=False, live_plot=False)
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def cycle_blocks(n=24, length=24):
-    start = torch.arange(n) % V
-    return (start[:, None] + torch.arange(length)[None, :]) % V  # (n, L)
-
-
-def clm(examples):
-    x = torch.stack(examples)  # (B, L)
-    return {"input_ids": x, "labels": x}
-
-
-def nano():
-    torch.manual_seed(1)
-    return models.gpt(V, "nano", dropout=0.0)
-
-
-def losses(h):
-    return [s["loss"] for s in h.steps]
 
 
 KW = dict(collate_fn=clm, batch_size=8, lr=3e-3, seed=0, **QUIET)

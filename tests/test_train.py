@@ -6,23 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from cycle_task import QUIET, V, clm, cycle_blocks, losses, nano
 from ssledu import models, train
 
-V = 16  # vocabulary of the toy task
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def cycle_blocks(n=24, length=24):
-    """Rows of the cycle 0, 1, ..., V-1, 0, 1, ... at different phases: a learnable task."""
-    start = torch.arange(n) % V
-    return (start[:, None] + torch.arange(length)[None, :]) % V  # (n, L)
-
-
-def clm(examples):
-    x = torch.stack(examples)  # (B, L)
-    return {"input_ids": x, "labels": x}
 
 
 def noisy_clm(examples):
@@ -33,16 +20,6 @@ def noisy_clm(examples):
     return {"input_ids": x, "labels": x}
 
 
-def nano(dropout=0.0):
-    torch.manual_seed(1)
-    return models.gpt(V, "nano", dropout=dropout)
-
-
-def losses(history):
-    return [s["loss"] for s in history.steps]
-
-
-QUIET = dict(progress=False, live_plot=False)
 
 
 def test_fit_starts_at_ln_vocab_and_learns_the_cycle():
