@@ -102,3 +102,51 @@ def test_pull_only_training_collapses_the_spread():
     with torch.no_grad():
         after = float(contrastive.embedding_spread(enc(x)))
     assert after < before / 5
+
+
+# --- the retrieval widget -----------------------------------------------------------------------
+
+
+def _bag_of_letters(texts):
+    """A toy encoder: counts of a, b, c in each text -> (N, 3)."""
+    import numpy as np
+
+    return np.array([[t.count(c) for c in "abc"] for t in texts], dtype=float)
+
+
+def test_nearest_neighbours_ranks_by_cosine_and_skips_the_query():
+    from ssledu import widgets
+
+    corpus = ["aaa", "aab", "bbb", "ccc", "abc"]
+    labels = ["A", "A", "B", "C", "mix"]
+    enc = {"letters": _bag_of_letters, "reversed": lambda t: -_bag_of_letters(t)}
+    emb = {k: f(corpus) for k, f in enc.items()}
+    out = widgets.nearest_neighbours("aaa", enc, corpus, emb, k=2, labels=labels, query_label="A")
+    # "aaa" itself is in the corpus and skipped; next: "aab" (cos 0.894), then "abc" (0.577)
+    assert [t for t, _, _ in out.columns["letters"]] == ["aab", "abc"]
+    assert out.columns["letters"][0][1] == "A"
+    assert out.columns["letters"][0][2] == pytest.approx(2 / math.sqrt(5))
+    # a negated encoder has the same cosines between corpus and query
+    assert out.columns["reversed"] == out.columns["letters"]
+    html = out._repr_html_()
+    assert "aab" in html and "#2f855a" in html  # same-label neighbour in green
+    assert "1. (0.894) aab" in repr(out)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        widgets.nearest_neighbours("aaa", enc, corpus, emb, k=5)
+    with pytest.raises(ValueError, match="same names"):
+        widgets.nearest_neighbours("aaa", enc, corpus, {"letters": emb["letters"]})
+
+
+def test_retrieval_explorer_headless_runs_once_with_the_default(monkeypatch):
+    from ssledu import widgets
+
+    monkeypatch.setenv("SSLEDU_WIDGETS", "off")
+    calls = []
+
+    def enc(texts):
+        calls.append(len(texts))
+        return _bag_of_letters(texts)
+
+    ex = widgets.retrieval_explorer({"letters": enc}, ["aaa", "bbb", "ab"], "aab", k=1, show=False)
+    assert calls == [3, 1] and ex.calls == 1  # the corpus embedded once, then the default query once
+    assert [t for t, _, _ in ex.result.columns["letters"]] == ["ab"]  # cos 0.949, ahead of "aaa" (0.894)

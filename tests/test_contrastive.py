@@ -352,3 +352,72 @@ def test_clear_errors():
         C.info_nce(z, z[:3])
     with pytest.raises(TypeError, match="float embeddings"):
         C.nt_xent(z.long(), z.long())
+
+
+# --- SimSiam, shuffled BN, retrieval ----------------------------------------------------------
+
+
+def test_simsiam_loss_equals_a_loop_and_stops_the_gradient():
+    g = gen(7)
+    z1, z2 = torch.randn(5, 6, generator=g, requires_grad=True), torch.randn(5, 6, generator=g, requires_grad=True)
+    p1, p2 = z1 * 2 + 1, z2 - 0.5  # predictions depend on z: a gradient can reach z only through p
+    with torch.no_grad():
+        loop = -sum(cos(p1[i], z2[i]) + cos(p2[i], z1[i]) for i in range(5)) / 10
+    loss = C.simsiam_loss(p1, p2, z1, z2)
+    assert loss.item() == pytest.approx(loop, rel=1e-5)
+    # with the stop-gradient the targets are constants: d loss / d z flows through p only
+    (gz1,) = torch.autograd.grad(loss, z1, retain_graph=True)
+    q1 = (z1 * 2 + 1).detach().requires_grad_(True)
+    (gp1,) = torch.autograd.grad(C.simsiam_loss(q1, p2, z1, z2), q1)
+    assert torch.allclose(gz1, 2 * gp1)  # chain rule through p1 = 2 z1 + 1, nothing via the target
+    (gz1_free,) = torch.autograd.grad(C.simsiam_loss(p1, p2, z1, z2, stop_gradient=False), z1)
+    assert not torch.allclose(gz1_free, gz1)  # without sg the target term adds its own gradient
+    assert C.simsiam_loss(z1, z2, z2, z1).item() == pytest.approx(-1.0)  # p equal to the target
+
+
+def test_simsiam_predictor_is_a_bottleneck_with_batchnorm():
+    h = C.simsiam_predictor(32)
+    assert [type(m).__name__ for m in h] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert h[0].out_features == 8 and h(torch.randn(4, 32)).shape == (4, 32)
+    with pytest.raises(ValueError, match="positive integer"):
+        C.simsiam_predictor(0)
+
+
+def test_group_batch_norm_matches_batchnorm_per_group_and_keeps_the_order():
+    g = gen(3)
+    z = torch.randn(8, 5, generator=g) * 3 + 2
+    bn = nn.BatchNorm1d(5, affine=False).train()
+    whole = C.group_batch_norm(z)
+    assert torch.allclose(whole, bn(z), atol=1e-6)
+    perm = torch.randperm(8, generator=g)
+    out = C.group_batch_norm(z, 2, perm=perm)
+    for rows in (perm[:4], perm[4:]):  # each group normalised by its own statistics, rows in place
+        assert torch.allclose(out[rows], bn(z[rows]), atol=1e-6)
+    assert not torch.allclose(out, C.group_batch_norm(z, 2), atol=1e-3)  # the shuffle changes the groups
+    with pytest.raises(ValueError, match="groups must divide"):
+        C.group_batch_norm(z, 3)
+    with pytest.raises(ValueError, match="permutation"):
+        C.group_batch_norm(z, 2, perm=torch.zeros(8, dtype=torch.long))
+
+
+def test_mean_pool_ignores_padding():
+    h = torch.arange(12.0).reshape(1, 4, 3).repeat(2, 1, 1)  # (2, 4, 3)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    out = C.mean_pool(h, mask)
+    assert torch.equal(out[0], h[0, :2].mean(0)) and torch.equal(out[1], h[1].mean(0))
+    with pytest.raises(ValueError, match=r"\(B, L, D\)"):
+        C.mean_pool(h[0], mask)
+
+
+def test_same_label_recall_by_hand():
+    # four points on a line of angles; labels a a b b; neighbours by cosine
+    angles = torch.tensor([0.0, 0.1, 1.0, 3.0])
+    e = torch.stack([angles.cos(), angles.sin()], 1)
+    labels = ["a", "a", "b", "b"]
+    # nearest neighbours: 0 -> 1 (a, hit), 1 -> 0 (hit), 2 -> 1 (miss), 3 -> 2 (hit)
+    r = C.same_label_recall(e, labels, ks=(1, 2))
+    assert r["recall@1"] == pytest.approx(3 / 4) and r["precision@1"] == pytest.approx(3 / 4)
+    # 2 nearest: 0 -> {1, 2}: 1 hit; 1 -> {0, 2}: 1; 2 -> {1, 0}: 0; 3 -> {2, 1}: 1
+    assert r["recall@2"] == pytest.approx(3 / 4) and r["precision@2"] == pytest.approx(3 / 8)
+    with pytest.raises(ValueError, match="every k"):
+        C.same_label_recall(e, labels, ks=(4,))

@@ -165,3 +165,23 @@ register(
         kind="answer",
     )
 )
+
+
+# --- 4. reading the retrieval table -------------------------------------------------
+
+
+register(
+    Exercise(
+        name="tfidf_vs_simcse",
+        chapter="06",
+        description="multiple choice: why TF-IDF retrieves same-object stories as well as SimCSE on toyworld",
+        reference=lambda: "c",
+        compare=choice(
+            "read one test story and mark the words that decide its label; then ask which encoder compares "
+            "exactly those words, and what SimCSE's loss rewards instead"
+        ),
+        hint="a method can only find what its training signal or its features point at: what does a word "
+        "count see in a toyworld story, and what makes one story different from the other stories of a batch?",
+        kind="answer",
+    )
+)

@@ -817,3 +817,108 @@ def embedding_spread(z: torch.Tensor) -> torch.Tensor:
     _check_embeddings("z", z, min_rows=2)
     u = F.normalize(_wide(z), dim=1)  # (N, D)
     return (u - u.mean(0)).pow(2).sum(1).mean().sqrt()
+
+
+# --------------------------------------------------------------------------- SimSiam, shuffled BN, retrieval
+
+__all__ += ["simsiam_predictor", "simsiam_loss", "group_batch_norm", "mean_pool", "same_label_recall"]
+
+
+def simsiam_predictor(dim: int = 32, hidden: int | None = None) -> nn.Module:
+    """SimSiam's predictor h: Linear(dim -> hidden) BatchNorm ReLU Linear(hidden -> dim).
+
+    A bottleneck (hidden = dim // 4 by default, as in Chen & He 2021: 2048 -> 512 -> 2048),
+    with BatchNorm on the hidden layer as in the paper. Maps (N, dim) to (N, dim).
+    """
+    for name, v in (("dim", dim), ("hidden", dim // 4 if hidden is None else hidden)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"simsiam_predictor {name} must be a positive integer; got {v!r}")
+    hidden = max(1, dim // 4) if hidden is None else hidden
+    return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+
+def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, *,
+                 stop_gradient: bool = True) -> torch.Tensor:
+    """SimSiam's symmetric loss: -(cos(p1, sg(z2)) + cos(p2, sg(z1))) / 2, in [-1, 1].
+
+    z1, z2: (N, D) projections of two views; p1, p2: (N, D) the predictor applied to them.
+    sg = stop-gradient (``detach``): each z is a fixed target for the other view's
+    prediction. ``stop_gradient=False`` lets the gradient into the targets too, the
+    ablation with which SimSiam collapses (Chen & He 2021, Fig. 2). No negatives.
+    """
+    for name, x in (("p1", p1), ("p2", p2), ("z1", z1), ("z2", z2)):
+        _check_embeddings(name, x)
+    _check_same_shape("p1", p1, "z2", z2)
+    _check_same_shape("p2", p2, "z1", z1)
+    t1, t2 = (z1.detach(), z2.detach()) if stop_gradient else (z1, z2)
+    return -(F.cosine_similarity(_wide(p1), _wide(t2), dim=1).mean()
+             + F.cosine_similarity(_wide(p2), _wide(t1), dim=1).mean()) / 2
+
+
+def group_batch_norm(z: torch.Tensor, groups: int = 1, *, perm: torch.Tensor | None = None,
+                     eps: float = 1e-5) -> torch.Tensor:
+    """Standardise each column of z within groups of rows (BatchNorm, no affine, batch statistics).
+
+    z: (N, D), N divisible by ``groups``, at least 2 rows per group. Rows are taken in the
+    order ``perm`` (default 0..N-1), cut into ``groups`` consecutive groups, each normalised
+    by its own mean and variance, and put back in the original order.
+    MoCo's *shuffling BN* (He et al. 2020, sec. 3.3) on one device: the queries use groups in
+    batch order, the keys groups of a random permutation, so a query and its key see
+    different batch statistics and the loss cannot pick the key out by them.
+    """
+    _check_embeddings("z", z, min_rows=2)
+    n = z.shape[0]
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or n % groups or n // groups < 2:
+        raise ValueError(
+            f"groups must divide the batch size {n} into groups of at least 2 rows; got {groups!r}"
+        )
+    order = torch.arange(n, device=z.device) if perm is None else torch.as_tensor(perm, device=z.device)
+    if sorted(order.tolist()) != list(range(n)):
+        raise ValueError(f"perm must be a permutation of 0..{n - 1}")
+    parts = [F.batch_norm(c, None, None, training=True, eps=eps) for c in z[order].chunk(groups)]
+    out = torch.empty_like(z)
+    out[order] = torch.cat(parts)  # back to the original row order
+    return out
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token states over real tokens: (B, L, D) and (B, L) 1/0 mask -> (B, D)."""
+    if hidden.dim() != 3 or tuple(attention_mask.shape) != tuple(hidden.shape[:2]):
+        raise ValueError(
+            f"hidden must be (B, L, D) and attention_mask (B, L); got {tuple(hidden.shape)} and "
+            f"{tuple(attention_mask.shape)}"
+        )
+    m = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, L, 1)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def same_label_recall(embeddings, labels, ks: Sequence[int] = (1, 10)) -> dict[str, float]:
+    """Retrieval by cosine similarity, each item a query against all the others.
+
+    embeddings: (N, D) array or tensor; labels: N hashable labels. For each k returns
+    ``recall@k`` (share of queries with at least one same-label item among their k nearest
+    neighbours; the query itself excluded) and ``precision@k`` (share of same-label items
+    among those k). Ties are broken by index.
+    """
+    import numpy as np
+
+    e = embeddings.detach().cpu().numpy() if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
+    e = e.astype(np.float64)
+    lab = np.asarray(labels)
+    if e.ndim != 2 or len(lab) != e.shape[0] or e.shape[0] < 2:
+        raise ValueError(
+            f"embeddings must be (N, D) with N >= 2 and one label per row; got {e.shape} and {len(lab)} labels"
+        )
+    ks = [int(k) for k in ks]
+    if any(k < 1 or k >= e.shape[0] for k in ks):
+        raise ValueError(f"every k must be in [1, N - 1] = [1, {e.shape[0] - 1}]; got {ks}")
+    e = e / np.linalg.norm(e, axis=1, keepdims=True).clip(1e-12)
+    sim = e @ e.T
+    np.fill_diagonal(sim, -np.inf)  # a query does not retrieve itself
+    order = np.argsort(-sim, axis=1, kind="stable")[:, : max(ks)]  # (N, max k)
+    same = lab[order] == lab[:, None]
+    out = {}
+    for k in ks:
+        out[f"recall@{k}"] = float(same[:, :k].any(1).mean())
+        out[f"precision@{k}"] = float(same[:, :k].mean())
+    return out
