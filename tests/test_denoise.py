@@ -256,18 +256,36 @@ def test_collator_state_and_fork(tok, texts):
         assert not torch.equal(collate(ids)["input_ids"], first["input_ids"])  # fresh noise per call
 
 
-def test_nano_bart_loss_falls_with_fit(tok, texts):
+def test_nano_bart_loss_falls_with_fit_and_needs_the_encoder(tok):
+    """Under fit the loss falls below what a decoder alone can reach, and only with the encoder's input.
+
+    Random words: no language model predicts them (a decoder that ignores the encoder stays at
+    ln 16 per word), so a loss below that floor needs the corrupted input; blanking the input
+    (every token [MASK]) must cost the trained model that gain.
+    """
     from ssledu.train import fit
 
+    g = gen(0)
+    special = set(tok.all_special_ids)
+    words = torch.tensor([i for i in range(len(tok)) if i not in special][:16])
+    data = [[tok.bos_token_id, *words[torch.randint(0, 16, (5,), generator=g)].tolist(), tok.eos_token_id]
+            for _ in range(512)]
     torch.manual_seed(0)
-    model = models.bart(tok, "nano", dropout=0.0)
-    data = blocks.encode_texts(tok, texts, add_bos=True)
-    history = fit(model, data, collate_fn=denoise.BARTCollator(tok, model=model), batch_size=16,
-                  lr=3e-3, max_steps=20, progress=False, live_plot=False, device="cpu")
+    model = models.bart(tok, "nano", dropout=0.0, d_model=128, n_head=4, d_ff=256)
+    history = fit(model, data, collate_fn=denoise.BARTCollator(tok, ("mask",), mask_p=0.15, model=model),
+                  batch_size=32, lr=3e-3, max_steps=150, warmup_steps=10, progress=False, live_plot=False,
+                  device="cpu")
     losses = [row["loss"] for row in history.steps]
-    assert len(losses) == 20
+    assert len(losses) == 150
     assert abs(losses[0] - math.log(len(tok))) < 0.5
-    assert sum(losses[-5:]) / 5 < losses[0] - 1.0, losses
+    batch = denoise.BARTCollator(tok, ("mask",), mask_p=0.15, seed=1, model=model)(data[:128])
+    blank = {**batch, "input_ids": torch.full_like(batch["input_ids"], tok.mask_token_id)}
+    model.eval()
+    with torch.no_grad():
+        loss, blank_loss = float(model(**batch).loss), float(model(**blank).loss)
+    floor = 5 * math.log(16) / 7  # 5 uniform words, then [EOS] and the decoder's end: nats per target token
+    assert loss < floor - 0.15, (loss, floor)  # below what the decoder alone can do
+    assert blank_loss > loss + 0.15, (loss, blank_loss)  # and the gain comes from the input
 
 
 # --------------------------------------------------------------------------- ELECTRA

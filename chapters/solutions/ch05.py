@@ -60,3 +60,10 @@ WRONG["t5_lengths_by_hand"] = t5_lengths_by_hand_wrong
 # (d) is false: section 3's non-linear networks went below it.
 SOLUTIONS["linear_ae_limit"] = "b"
 WRONG["linear_ae_limit"] = "a"
+
+# (a) equal steps would hand ELECTRA the generator's compute for free; (b) true of CPU time,
+# but it is why we measure CPU time, not why compute is the fair unit; (c) the paper compares
+# at equal compute (FLOPs), and a step of ELECTRA computes two networks; (d) the weight of 50
+# balances the two losses, it does not make a step cheaper or a comparison fair.
+SOLUTIONS["electra_vs_mlm"] = "c"
+WRONG["electra_vs_mlm"] = "a"

@@ -1,4 +1,4 @@
-"""Exercises of chapter 05 (denoising autoencoders: the PCA limit, BART's infilling, T5's lengths)."""
+"""Exercises of chapter 05 (denoising autoencoders: the PCA limit, BART's infilling, T5's lengths, ELECTRA)."""
 
 from __future__ import annotations
 
@@ -168,6 +168,25 @@ register(
         ),
         hint="section 2 proves the limit for every linear encoder and decoder, whatever the training; "
         "which option leaves that class of functions?",
+        kind="answer",
+    )
+)
+
+
+# --- 5. reading the ELECTRA measurement -------------------------------------------------------
+
+register(
+    Exercise(
+        name="electra_vs_mlm",
+        chapter="05",
+        description="multiple choice: why compare ELECTRA and a masked LM at equal CPU time, not equal steps?",
+        reference=lambda: "c",
+        compare=choice(
+            "look at section 9's table of steps and CPU milliseconds per step: what does one ELECTRA "
+            "step compute that a masked-LM step does not, and what is the paper's claim measured against?"
+        ),
+        hint="an option can be true and still not be the reason; ask what would be unfair about giving "
+        "both networks the same number of steps",
         kind="answer",
     )
 )

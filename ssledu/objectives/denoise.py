@@ -67,6 +67,8 @@ __all__ = [
     "pca_reconstruction_error",
     "corrupt_vectors",
     "exact_match",
+    "ELECTRA",
+    "steps_in_cpu_budget",
 ]
 
 # BART's noises by short name, in the order fairseq's DenoisingDataset applies them:
@@ -937,3 +939,102 @@ def exact_match(generated: torch.Tensor, labels: torch.Tensor, *, pad_token_id: 
             g = g[:-1]
         out.append(g == target)
     return torch.tensor(out, dtype=torch.bool)
+
+
+# --------------------------------------------------------------------------- training helpers (chapter 05)
+
+
+class ELECTRA(torch.nn.Module):
+    """ELECTRA's generator and discriminator as one module that ``fit`` trains (Clark et al. 2020).
+
+    ``model(input_ids, attention_mask, labels)`` takes a masked-LM batch (``mlm.MLMCollator``:
+    labels = the original id at the masked positions, -100 elsewhere), lets the generator
+    (a ``models.electra(..., head="generator")``) fill the masked positions by sampling
+    (``rtd_inputs``, seeded by ``seed``; no gradient through the sample) and the
+    discriminator (``head="discriminator"``) label every position. Returns a namespace with
+    ``loss`` (``electra_loss``: L_MLM + ``discriminator_weight`` * L_Disc),
+    ``generator_loss``, ``discriminator_loss`` and ``replaced`` (share of real positions
+    replaced). ``config`` is the discriminator's, so ``fit`` checks ids and positions against
+    it. The paper also ties the two networks' token embeddings; here they stay separate.
+    Train with ``fit(..., loss_fn=ELECTRA.fit_loss)`` to log the two losses; keep
+    ``.discriminator`` afterwards.
+    """
+
+    def __init__(self, generator, discriminator, *, discriminator_weight: float = 50.0, seed: int = 0):
+        super().__init__()
+        for name, net, cls in (("generator", generator, "ElectraForMaskedLM"),
+                               ("discriminator", discriminator, "ElectraForPreTraining")):
+            if not hasattr(net, "config") or not callable(net):
+                raise TypeError(f"{name} must be a transformers model ({cls}, from models.electra); "
+                                f"got {type(net).__name__}")
+        gv, dv = generator.config.vocab_size, discriminator.config.vocab_size
+        if gv != dv:
+            raise ValueError(f"generator and discriminator must share the vocabulary; got {gv} and {dv} ids. "
+                             "Build both from the same tokenizer")
+        self.generator, self.discriminator = generator, discriminator
+        self.discriminator_weight = discriminator_weight
+        self.sampler = torch.Generator().manual_seed(seed)
+
+    @property
+    def config(self):
+        return self.discriminator.config
+
+    def get_input_embeddings(self):
+        return self.discriminator.get_input_embeddings()
+
+    def forward(self, input_ids, attention_mask=None, labels=None, **_):
+        from types import SimpleNamespace
+
+        if labels is None:
+            raise ValueError("ELECTRA needs an MLM batch with labels (mlm.MLMCollator)")
+        g_logits = self.generator(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, L, V)
+        rtd = rtd_inputs(input_ids, labels, logits=g_logits, generator=self.sampler,
+                         attention_mask=attention_mask)
+        d_logits = self.discriminator(input_ids=rtd["input_ids"], attention_mask=attention_mask).logits  # (B, L)
+        loss, parts = electra_loss(g_logits, labels, d_logits, rtd["labels"], self.discriminator_weight)
+        real = rtd["labels"] != IGNORE_INDEX
+        return SimpleNamespace(loss=loss, logits=d_logits, replaced=rtd["labels"][real].float().mean().detach(),
+                               **parts)
+
+    @staticmethod
+    def fit_loss(model, batch):
+        """``loss_fn`` for ``fit``: (loss, {generator_loss, discriminator_loss, replaced})."""
+        out = model(**batch)
+        return out.loss, {"generator_loss": out.generator_loss, "discriminator_loss": out.discriminator_loss,
+                          "replaced": out.replaced}
+
+
+def steps_in_cpu_budget(model, collate_fn, data, cpu_seconds: float, *, batch_size: int = 32,
+                        trial_steps: int = 6, loss_fn=None) -> tuple[int, float]:
+    """How many training steps of ``model`` fit in ``cpu_seconds`` of CPU time.
+
+    Times ``trial_steps`` AdamW steps (forward, backward, update; the collation included) of
+    a deep copy of ``model`` on batches of ``data`` with ``time.process_time`` (CPU seconds of
+    this process: unlike the wall clock, not inflated by other programs on a shared machine)
+    and returns (steps, CPU seconds per step), skipping the first two steps (warm-up).
+    ``model`` and ``collate_fn`` are untouched (a collator with ``fork`` is timed on a fork).
+    """
+    import time
+
+    if isinstance(cpu_seconds, bool) or not isinstance(cpu_seconds, (int, float)) or cpu_seconds <= 0:
+        raise ValueError(f"cpu_seconds must be a positive number of seconds; got {cpu_seconds!r}")
+    if not isinstance(trial_steps, int) or trial_steps < 3:
+        raise ValueError(f"trial_steps must be an integer >= 3 (the first two are not timed); got {trial_steps!r}")
+    if len(data) < batch_size:
+        raise ValueError(f"data holds {len(data)} examples, fewer than one batch of {batch_size}")
+    net = copy.deepcopy(model).train()
+    coll = collate_fn.fork(0) if hasattr(collate_fn, "fork") else collate_fn
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    times = []
+    for s in range(trial_steps):
+        start = time.process_time()
+        rows = [data[(s * batch_size + i) % len(data)] for i in range(batch_size)]
+        batch = coll(rows)
+        loss = loss_fn(net, batch) if loss_fn is not None else net(**batch).loss
+        loss = loss[0] if isinstance(loss, tuple) else loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.process_time() - start)
+    per_step = sum(times[2:]) / len(times[2:])
+    return max(1, int(cpu_seconds / per_step)), per_step
