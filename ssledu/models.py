@@ -45,6 +45,8 @@ __all__ = [
     "gpt",
     "bart",
     "electra",
+    "clip",
+    "vit_mae",
     "count_parameters",
     "describe",
 ]
@@ -312,11 +314,121 @@ def electra(tokenizer_or_vocab_size, preset: str = "nano", *, attn: str | None =
 
 
 # --- multimodal builders (chapter 07) ------------------------------------------------------
-# `clip(...)` -> CLIPModel and `vit_mae(...)` -> ViTMAEForPreTraining belong here, built the
-# same way: `_resolve(family, ConfigClass, preset, attn, overrides)` with a `_FIELDS` entry
-# mapping the common names onto CLIPTextConfig / CLIPVisionConfig / ViTMAEConfig fields.
-# CLIP needs eos_token_id set to a real id of the tiny vocabulary (its text pooling reads
-# the first EOS position), see docs/OBJECTIVES.md.
+
+_FIELDS["clip_text"] = {
+    "n_layer": ("num_hidden_layers",),
+    "n_head": ("num_attention_heads",),
+    "d_model": ("hidden_size",),
+    "d_ff": ("intermediate_size",),
+    "max_len": ("max_position_embeddings",),
+    "dropout": ("attention_dropout",),  # CLIP's only dropout
+}
+_FIELDS["clip_vision"] = {k: v for k, v in _FIELDS["clip_text"].items() if k != "max_len"}
+_FIELDS["vit_mae"] = {
+    "n_layer": ("num_hidden_layers",),
+    "n_head": ("num_attention_heads", "decoder_num_attention_heads"),
+    "d_model": ("hidden_size", "decoder_hidden_size"),
+    "d_ff": ("intermediate_size", "decoder_intermediate_size"),
+    "dropout": ("hidden_dropout_prob", "attention_probs_dropout_prob"),
+}
+
+
+def _check_image_geometry(image_size, patch_size, num_channels) -> None:
+    for name, v in (("image_size", image_size), ("patch_size", patch_size), ("num_channels", num_channels)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer; got {v!r}")
+    if image_size % patch_size:
+        raise ValueError(
+            f"image_size={image_size} is not divisible by patch_size={patch_size}; pick a patch size "
+            f"that divides it (e.g. {', '.join(str(p) for p in range(2, image_size) if image_size % p == 0)[:20]})"
+        )
+
+
+def clip(tokenizer_or_vocab_size, preset: str = "nano", *, image_size: int = 32, patch_size: int = 8,
+         num_channels: int = 3, projection_dim: int | None = None, attn: str | None = None, **overrides):
+    """A randomly initialised CLIP (Radford et al. 2021), ``CLIPModel``: a ViT image tower and a
+    causal text tower of the same preset, each projected to ``projection_dim`` (default d_model).
+
+    The text tower pools the hidden state at the *first* ``eos_token_id`` of each caption, so
+    eos is set to the tokenizer's [EOS] (an integer vocabulary uses the course's EOS id, 6):
+    CLIP's default, 49407, lies outside a tiny vocabulary, and the tower would then silently pool
+    position 0, i.e. the first token alone. Every caption must end with that id
+    (``multimodal.tokenize_captions`` appends it). ``logit_scale`` starts at ln(1/0.07).
+    Overrides: the common names (``dropout`` is CLIP's attention dropout; CLIP has no other).
+    Images: (B, num_channels, image_size, image_size).
+    """
+    import transformers as tf
+
+    _check_image_geometry(image_size, patch_size, num_channels)
+    unknown = sorted(set(overrides) - set(_COMMON))
+    if unknown:
+        raise ValueError(
+            f"unknown override {unknown[0]!r} for clip; use one of {', '.join(_COMMON)}, or image_size, "
+            "patch_size, num_channels, projection_dim"
+        )
+    vocab_size, ids = _vocab(tokenizer_or_vocab_size)
+    if "eos" not in ids:
+        raise ValueError(
+            f"clip needs an [EOS] id inside the vocabulary (its text tower pools at the first EOS); "
+            f"vocab_size={vocab_size} has none: use a tokenizer from ssledu.data.tokenize or vocab_size >= 7"
+        )
+    text_kw, size, attn = _resolve("clip_text", tf.CLIPTextConfig, preset, attn, overrides)
+    vision_kw, _, _ = _resolve("clip_vision", tf.CLIPVisionConfig, preset, attn, overrides)
+    text_kw.pop("attn_implementation"), vision_kw.pop("attn_implementation")
+    proj = size["d_model"] if projection_dim is None else projection_dim
+    if isinstance(proj, bool) or not isinstance(proj, int) or proj < 1:
+        raise ValueError(f"projection_dim must be a positive integer; got {projection_dim!r}")
+    text = dict(text_kw, vocab_size=vocab_size, projection_dim=proj, eos_token_id=ids["eos"],
+                bos_token_id=ids.get("bos", ids["eos"]), pad_token_id=ids.get("pad", 0))
+    vision = dict(vision_kw, image_size=image_size, patch_size=patch_size, num_channels=num_channels,
+                  projection_dim=proj)
+    # ln(1/0.07) exactly: transformers' default, 2.6592, is the value rounded to 4 decimals
+    config = tf.CLIPConfig(text_config=text, vision_config=vision, projection_dim=proj,
+                           logit_scale_init_value=math.log(1 / 0.07))
+    config._attn_implementation = attn
+    model = tf.CLIPModel(config)
+    model.config.ssledu_preset = preset if _is_preset(preset, size) else f"{preset}*"
+    return model
+
+
+def vit_mae(preset: str = "nano", *, image_size: int = 32, patch_size: int = 4, num_channels: int = 3,
+            mask_ratio: float = 0.75, norm_pix_loss: bool = False, attn: str | None = None, **overrides):
+    """A randomly initialised masked autoencoder (He et al. 2022), ``ViTMAEForPreTraining``.
+
+    The fixed 2-d sin-cos position embeddings are set here (transformers leaves them at zero
+    for a model built from a config). The encoder has the preset's size; the decoder the same width and heads but one layer
+    (``decoder_num_hidden_layers``; the paper's decoder is also much lighter than its
+    encoder). ``mask_ratio`` 0.75 as in the paper. The model masks at inference too: for
+    frozen features build the encoder with ``model.vit.config.mask_ratio = 0.0`` or use
+    ``multimodal.mae_features``. Images: (B, num_channels, image_size, image_size).
+    Overrides: common names (not ``max_len``: the patch count sets the length) or any
+    ``ViTMAEConfig`` field.
+    """
+    import transformers as tf
+
+    _check_image_geometry(image_size, patch_size, num_channels)
+    if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)) or not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1); got {mask_ratio!r} (the MAE paper uses 0.75)")
+    if "max_len" in overrides:
+        raise ValueError("vit_mae has no max_len: its length is (image_size // patch_size) ** 2 patches")
+    kwargs, size, attn = _resolve("vit_mae", tf.ViTMAEConfig, preset, attn, overrides)
+    kwargs.setdefault("decoder_num_hidden_layers", 1)
+    config = tf.ViTMAEConfig(image_size=image_size, patch_size=patch_size, num_channels=num_channels,
+                             mask_ratio=float(mask_ratio), norm_pix_loss=bool(norm_pix_loss), **kwargs)
+    model = tf.ViTMAEForPreTraining(config)
+    _init_mae_positions(model)
+    return _finish(model, preset, size)
+
+
+def _init_mae_positions(model) -> None:
+    # transformers 5.2x leaves the fixed sin-cos position embeddings of a ViTMAE built from a
+    # config at zero (its _init_weights zeros the decoder's and skips the encoder's), and they
+    # are frozen: the model then cannot tell one patch from another and learns only the mean
+    # image. Set them, and the mask and class tokens, as MAE's own code does (normal, std 0.02).
+    emb = model.vit.embeddings
+    emb.patch_embeddings.projection._is_hf_initialized = False  # else initialize_weights returns early
+    emb.initialize_weights()
+    model.decoder.initialize_weights(emb.patch_embeddings.num_patches)
 
 
 # --- inspecting models -----------------------------------------------------------------

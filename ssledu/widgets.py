@@ -41,6 +41,7 @@ from ssledu.conventions import env_flag, in_notebook
 
 __all__ = [
     "live_widgets", "Explorer", "explorer", "text_explorer", "slider_explorer", "SampledText",
+    "noise_reconstruction", "noise_explorer",
 ]
 
 
@@ -440,3 +441,256 @@ def slider_explorer(fn: Callable, *, button: str | None = None, show: bool = Tru
                 f"got {spec!r}. Use explorer() for other kinds of controls."
             )
     return explorer(fn, button=button, show=show, **sliders)
+
+
+def _diff_tags(original: list, rebuilt: list, tag: str) -> list:
+    """One tag per token of ``rebuilt``: ``tag`` where difflib does not match it to ``original``."""
+    import difflib
+
+    tags = [None] * len(rebuilt)
+    for op, _, _, j1, j2 in difflib.SequenceMatcher(a=original, b=rebuilt, autojunk=False).get_opcodes():
+        if op != "equal":
+            tags[j1:j2] = [tag] * (j2 - j1)
+    return tags
+
+
+def noise_reconstruction(model, tokenizer, text: str, noise: str = "infill", rate: float = 0.15,
+                         seed: int = 0):
+    """Corrupt ``text`` with one of BART's noises and let a trained BART rebuild it.
+
+    text: words of the tokenizer's vocabulary (unknown words become [UNK]); framed as
+    ``[BOS] text [EOS]``, cut to the model's positions. noise, rate: as in
+    ``denoise.bart_noise(..., mask_p=rate)``; seed: the noise's ``torch.Generator``. The
+    reconstruction is greedy (``model.generate``). Returns an ``IPython.display.HTML``: the
+    original, the corrupted input ([MASK] in blue) and the reconstruction, red where it
+    differs from the original (a difflib alignment), with a one-line verdict.
+    """
+    import torch
+    from IPython.display import HTML
+
+    from ssledu import viz
+    from ssledu.conventions import context_length, eval_mode
+    from ssledu.objectives import denoise
+
+    if not isinstance(text, str) or not text.split():
+        raise ValueError(f"text must be a non-empty string of words; got {text!r}")
+    limit = context_length(model, default=128) - 2
+    words = tokenizer(text, add_special_tokens=False)["input_ids"][:limit]
+    ids = [tokenizer.bos_token_id, *words, tokenizer.eos_token_id]
+    if len(words) < 2:
+        raise ValueError("type at least two words: the noises need something to damage")
+    noised = denoise.bart_noise(ids, tokenizer, (noise,), mask_p=rate,
+                                generator=torch.Generator().manual_seed(int(seed)))
+    with eval_mode(model), torch.no_grad():
+        gen = model.generate(input_ids=torch.tensor([noised]), attention_mask=torch.ones(1, len(noised), dtype=torch.long),
+                             max_new_tokens=len(ids) + 8, num_beams=1, do_sample=False)[0].tolist()
+    start = getattr(model.config, "decoder_start_token_id", None)
+    if gen and gen[0] == start:
+        gen = gen[1:]
+    while gen and gen[-1] == tokenizer.pad_token_id:
+        gen = gen[:-1]
+    original = tokenizer.convert_ids_to_tokens(ids)
+    corrupted = tokenizer.convert_ids_to_tokens(noised)
+    rebuilt = tokenizer.convert_ids_to_tokens(gen)
+    wrong = _diff_tags(original, rebuilt, "differs")
+    palette = {"[MASK]": "#b6d7f4", "differs": "#f4b6b6"}
+    verdict = ("exact reconstruction" if gen == ids else
+               f"not exact: {sum(t is not None for t in wrong)} token(s) differ, "
+               f"{len(rebuilt)} tokens written for {len(original)}")
+    unknown = sum(t == tokenizer.unk_token_id for t in words) if tokenizer.unk_token_id is not None else 0
+    note = f" ({unknown} word(s) outside the vocabulary became {tokenizer.unk_token})" if unknown else ""
+    return HTML(
+        f"<b>original</b>{note}" + viz.token_html(original, [None] * len(original), legend=False)
+        + f"<b>{html.escape(noise)}, rate {rate:g}, seed {int(seed)}</b> ({len(corrupted)} tokens)"
+        + viz.token_html(corrupted, ["[MASK]" if t == tokenizer.mask_token else None for t in corrupted],
+                         palette, legend=False)
+        + f"<b>reconstruction</b>: {verdict}" + viz.token_html(rebuilt, wrong, palette, legend=False)
+    )
+
+
+def noise_explorer(model, tokenizer, default_text: str, *, noises=None, rate: float = 0.15, seed: int = 0,
+                   show: bool = True) -> Explorer:
+    """Type a sentence, pick a noise, its rate and a seed; see the corrupted input and a trained
+    BART's reconstruction (``noise_reconstruction``, coloured token diff).
+
+    model: one BART, or a dict noise -> the BART trained on that noise (each noise is then
+    repaired by its own network); noises: the choices (default: the dict's keys, else
+    mask / delete / infill). Headless (executed notebook, tests) it is one call with the
+    defaults: the first noise, ``rate``, ``seed``. The text runs on Enter, the other controls
+    on release.
+    """
+    import ipywidgets as w
+
+    nets = dict(model) if isinstance(model, dict) else None
+    if noises is None:
+        noises = tuple(nets) if nets else ("mask", "delete", "infill")
+    noises = (noises,) if isinstance(noises, str) else tuple(noises)
+    if not noises:
+        raise ValueError("noises must name at least one noise, e.g. ('mask', 'delete', 'infill')")
+    if nets is not None and set(noises) - set(nets):
+        raise ValueError(f"no network for noise(s) {sorted(set(noises) - set(nets))}; the dict has "
+                         f"{sorted(nets)}: pass noises= among them")
+
+    def rebuild(text, noise=noises[0], rate=rate, seed=seed):
+        net = nets[noise] if nets is not None else model
+        return noise_reconstruction(net, tokenizer, text, noise, rate, seed)
+
+    return text_explorer(rebuild, default_text, description="sentence", show=show,
+                         noise=list(noises),
+                         rate=w.FloatSlider(value=rate, min=0.05, max=0.5, step=0.05, description="rate"),
+                         seed=w.IntSlider(value=seed, min=0, max=20, description="seed"))
+
+
+__all__ += ["NearestNeighbours", "nearest_neighbours", "retrieval_explorer"]
+
+
+class NearestNeighbours:
+    """The k nearest neighbours of one query under several encoders, one column per encoder.
+
+    Shown as an HTML table (rank by rows, encoders by columns, each cell the text, its label
+    and its cosine); its text form lists the same. Built by ``nearest_neighbours``.
+    """
+
+    def __init__(self, query: str, columns: dict, *, query_label=None):
+        self.query, self.columns, self.query_label = query, columns, query_label
+
+    def _repr_html_(self):
+        names = list(self.columns)
+        k = max((len(v) for v in self.columns.values()), default=0)
+        head = "".join(f'<th style="text-align:left">{html.escape(n)}</th>' for n in names)
+        body = []
+        for r in range(k):
+            cells = []
+            for n in names:
+                if r >= len(self.columns[n]):
+                    cells.append("<td></td>")
+                    continue
+                text, label, score = self.columns[n][r]
+                same = label is not None and self.query_label is not None and label == self.query_label
+                tag = "" if label is None else (
+                    f'<br><span style="color:{"#2f855a" if same else "#718096"}">{html.escape(str(label))}</span>')
+                cells.append(f'<td style="text-align:left;vertical-align:top;font-size:0.9em">'
+                             f'{html.escape(text)}{tag} <span style="color:#718096">({score:.3f})</span></td>')
+            body.append(f"<tr><td>{r + 1}</td>{''.join(cells)}</tr>")
+        q = html.escape(self.query) + ("" if self.query_label is None else f" <i>({html.escape(str(self.query_label))})</i>")
+        return (f'<div class="ssledu-neighbours"><div style="margin-bottom:0.3em"><b>query:</b> {q}</div>'
+                f'<table><tr><th>rank</th>{head}</tr>{"".join(body)}</table></div>')
+
+    def __repr__(self):
+        out = [f"query: {self.query}" + ("" if self.query_label is None else f"  ({self.query_label})")]
+        for n, rows in self.columns.items():
+            out.append(f"{n}:")
+            for r, (text, label, score) in enumerate(rows, 1):
+                out.append(f"  {r}. ({score:.3f}) {text}" + ("" if label is None else f"  [{label}]"))
+        return "\n".join(out)
+
+
+def _unit_rows(x):
+    import numpy as np
+
+    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+
+
+def nearest_neighbours(query: str, encoders: dict, corpus, corpus_embeddings: dict, *, k: int = 3,
+                       labels=None, query_label=None) -> NearestNeighbours:
+    """The k texts of ``corpus`` nearest to ``query`` (cosine) under each encoder.
+
+    encoders: name -> function(list of N texts) -> (N, D) array or tensor.
+    corpus_embeddings: name -> (len(corpus), D), the same encoders applied to ``corpus``
+    (computed once). labels: optional, one per corpus text, shown next to each neighbour
+    (green where it equals ``query_label``). A corpus text equal to the query is skipped.
+    """
+    import numpy as np
+
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError(f"query must be a non-empty string; got {query!r}")
+    corpus = list(corpus)
+    if set(encoders) != set(corpus_embeddings):
+        raise ValueError(f"encoders and corpus_embeddings must have the same names; got {sorted(encoders)} "
+                         f"and {sorted(corpus_embeddings)}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < len(corpus):
+        raise ValueError(f"k must be an integer in [1, {len(corpus) - 1}]; got {k!r}")
+    if labels is not None and len(labels) != len(corpus):
+        raise ValueError(f"labels must have one entry per corpus text ({len(corpus)}); got {len(labels)}")
+    columns = {}
+    for name, encode in encoders.items():
+        c = _unit_rows(corpus_embeddings[name])  # (N, D)
+        if c.shape[0] != len(corpus):
+            raise ValueError(f"corpus_embeddings[{name!r}] has {c.shape[0]} rows for {len(corpus)} texts")
+        q = _unit_rows(encode([query]))[0]  # (D,)
+        sim = c @ q
+        sim[[i for i, t in enumerate(corpus) if t == query]] = -np.inf  # not the query itself
+        top = np.argsort(-sim, kind="stable")[:k]
+        columns[name] = [(corpus[i], None if labels is None else labels[i], float(sim[i])) for i in top]
+    return NearestNeighbours(query, columns, query_label=query_label)
+
+
+def retrieval_explorer(encoders: dict, corpus, default_query: str, *, labels=None, label_of=None,
+                       k: int = 3, show: bool = True) -> Explorer:
+    """A text box: type a sentence, see its k nearest neighbours in ``corpus`` under each encoder.
+
+    encoders: name -> function(list of texts) -> (N, D) embeddings; the corpus is embedded
+    once here. labels: one per corpus text (shown with each neighbour); label_of: optional
+    function(query) -> its label (or None), to mark same-label neighbours in green.
+    Headless: one call with ``default_query`` (see the module docstring). Slider k: 1 to 10.
+    """
+    corpus = list(corpus)
+    embedded = {name: encode(corpus) for name, encode in encoders.items()}
+
+    def neighbours(text, k=k):
+        ql = label_of(text) if label_of is not None else None
+        return nearest_neighbours(text, encoders, corpus, embedded, k=int(k), labels=labels, query_label=ql)
+
+    neighbours.__name__ = "nearest_neighbours"
+    return text_explorer(neighbours, default_query, description="query", show=show, k=(1, min(10, len(corpus) - 1)))
+
+
+class CheckedSteps:
+    """A chain of thought with every step checked: ✓ where it equals the key, ✗ with the right
+    step beside it where it does not (chapter 10's scratchpads).
+
+    prompt: the problem as posed ("4785+3926="); rows: dicts ``{"written", "expected", "ok"}``
+    in order, the last one the answer (``ssledu.data.scratchpad.compare_steps`` makes them).
+    Shown as HTML; the text form (where HTML is not rendered) is one line per step.
+    """
+
+    def __init__(self, prompt: str, rows: list, *, title: str | None = None):
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string; got {type(prompt).__name__}")
+        rows = list(rows)
+        if not rows or not all(isinstance(r, dict) and {"written", "expected", "ok"} <= set(r) for r in rows):
+            raise ValueError("rows must be a non-empty list of dicts with 'written', 'expected' and 'ok' "
+                             "(ssledu.data.scratchpad.compare_steps(problem, text) builds them)")
+        self.prompt, self.rows, self.title = prompt, rows, title
+
+    def _labels(self):
+        return [f"step {i + 1}" for i in range(len(self.rows) - 1)] + ["answer"]
+
+    def _note(self, r) -> str:
+        if r["ok"]:
+            return ""
+        return "one step too many" if r["expected"] is None else f"should be {r['expected']}"
+
+    def _repr_html_(self):
+        head = (f'<div style="font-size:0.95em;color:#4a5568;margin-bottom:0.2em">{html.escape(self.title)}</div>'
+                if self.title else "")
+        lines = []
+        for label, r in zip(self._labels(), self.rows):
+            written = "—" if r["written"] is None else html.escape(r["written"])
+            mark = '<span style="color:#2f855a">✓</span>' if r["ok"] else '<span style="color:#c53030">✗</span>'
+            note = self._note(r)
+            note = f' <span style="color:#718096">({html.escape(note)})</span>' if note else ""
+            lines.append(f'<div><span style="color:#718096;display:inline-block;width:5em">{label}</span>'
+                         f'<code style="font-size:1.15em">{written}</code> {mark}{note}</div>')
+        return (f'<div class="ssledu-checked-steps">{head}<div style="font-size:1.1em;margin-bottom:0.3em">'
+                f'<code style="font-size:1.15em">{html.escape(self.prompt)}</code></div>{"".join(lines)}</div>')
+
+    def __repr__(self):
+        out = [self.title] if self.title else []
+        out.append(self.prompt)
+        for label, r in zip(self._labels(), self.rows):
+            written = "-" if r["written"] is None else r["written"]
+            out.append(f"  {label:<8} {written:<10} {'ok' if r['ok'] else 'WRONG, ' + self._note(r)}")
+        return "\n".join(out)

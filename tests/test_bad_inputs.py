@@ -808,3 +808,134 @@ def test_pydocs_cache_with_unknown_keys_is_named_and_rebuilt(tmp_path, monkeypat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert pydocs._load_records() == fresh
+
+
+# ======================================================================================
+# multimodal objectives (ssledu.objectives.multimodal) and their builders
+# ======================================================================================
+
+
+def _mm():
+    from ssledu.objectives import multimodal
+
+    return multimodal
+
+
+@functools.cache
+def _tiny_clip():
+    return models.clip(tok(), "nano", d_model=32, n_head=2)
+
+
+CASES += [
+    Case("multimodal.patchify-indivisible", lambda: _mm().patchify(torch.zeros(2, 3, 30, 30), 4),
+         ValueError, ("30 x 30", "4 x 4 patches", "divides both sides")),
+    Case("multimodal.random_masking-ratio-one", lambda: _mm().random_masking(torch.zeros(1, 4, 2), torch.rand(1, 4), 1.0),
+         ValueError, ("mask_ratio", "(0, 1)", "got 1.0", "0.75")),
+    Case("multimodal.random_masking-ratio-zero", lambda: _mm().random_masking(torch.zeros(1, 4, 2), torch.rand(1, 4), 0),
+         ValueError, ("(0, 1)", "got 0")),
+    Case("multimodal.text_features-out-of-vocabulary",
+         lambda: _mm().text_features(_tiny_clip(), torch.tensor([[7, len(tok()) + 5, 6]])),
+         ValueError, ("caption ids", "outside the vocabulary", f"{len(tok())} ids")),
+    Case("multimodal.text_features-no-eos", lambda: _mm().text_features(_tiny_clip(), torch.tensor([[7, 8, 9]])),
+         ValueError, ("no eos", "first eos", "tokenize_captions")),
+    Case("multimodal.tokenize_captions-too-long",
+         lambda: _mm().tokenize_captions(tok(), ["the red circle is big"], max_length=3),
+         ValueError, ("max_length=3", "max_len")),
+    Case("multimodal.clip_loss-unpaired", lambda: _mm().clip_loss(torch.rand(3, 4), torch.rand(2, 4), 1.0),
+         ValueError, ("same shape", "(3, 4)", "(2, 4)", "pair")),
+    Case("models.clip-patch", lambda: models.clip(tok(), "nano", image_size=32, patch_size=5),
+         ValueError, ("image_size=32", "patch_size=5", "divides")),
+    Case("models.clip-no-eos", lambda: models.clip(5, "nano"),
+         ValueError, ("[eos]", "vocab_size >= 7")),
+    Case("models.vit_mae-mask-ratio", lambda: models.vit_mae("nano", mask_ratio=1.0),
+         ValueError, ("mask_ratio", "[0, 1)", "0.75")),
+]
+
+
+# --- probing, adaptation and interpretation (chapter 08) -------------------------------------
+
+from ssledu import adapt, interpret  # noqa: E402
+
+CASES_PROBING = [
+    Case("probe.layer_probes-layer", lambda: probe.layer_probes(np.zeros((3, 4, 2)), [0, 1, 0, 1],
+                                                                  np.zeros((3, 4, 2)), [0, 1, 0, 1], layers=[5]),
+         ValueError, ("out of range", "3 hidden states", "0..2")),
+    Case("probe.probe_accuracy-lengths", lambda: probe.probe_accuracy(np.zeros((4, 2)), [0, 1, 0],
+                                                                      np.zeros((2, 2)), [0, 1]),
+         ValueError, ("same number of rows", "4 feature rows")),
+    Case("probe.probe_accuracy-one-class", lambda: probe.probe_accuracy(np.zeros((4, 2)), [1, 1, 1, 1],
+                                                                        np.zeros((2, 2)), [0, 1]),
+         ValueError, ("single class", "at least 2")),
+    Case("probe.control_labels-lengths", lambda: probe.control_labels(["a", "b"], [0]),
+         ValueError, ("same length", "1 labels", "2 words")),
+    Case("probe.layer_features-level", lambda: probe.layer_features(bert(), tok(), TEXTS, level="token"),
+         ValueError, ("level", "'sentence'", "'word'")),
+    Case("adapt.encode_qa-span-outside", lambda: adapt.encode_qa(tok(), ["where ?"], ["the red circle"], [(2, 5)]),
+         ValueError, ("outside", "3 words", "<= 2")),
+    Case("adapt.encode_classification-one-class", lambda: adapt.encode_classification(tok(), TEXTS, [0, 0, 0]),
+         ValueError, ("single class", "at least 2")),
+    Case("adapt.EncoderWithHead-task", lambda: adapt.EncoderWithHead(bert(), "summarise", 2),
+         ValueError, ("task", "classification", "qa")),
+    Case("adapt.decode_span-max-len", lambda: adapt.decode_span(torch.zeros(1, 3), torch.zeros(1, 3), max_answer_len=0),
+         ValueError, ("max_answer_len", "positive")),
+    Case("interpret.attention_maps-sdpa", lambda: interpret.attention_maps(bert(), torch.tensor([[2, 7, 3]])),
+         ValueError, ("eager", "sdpa", "set_attn_implementation")),
+]
+
+
+@pytest.mark.parametrize("case", CASES_PROBING, ids=lambda c: c.id)
+def test_bad_input_probing(case):
+    test_bad_input(case)
+
+
+# --- contrastive: SimSiam, shuffling BN, retrieval (chapter 06) ------------------------------
+
+CASES_CONTRASTIVE_CH06 = [
+    Case("contrastive.simsiam_loss-shapes", lambda: _contrastive().simsiam_loss(_emb(4, 8), _emb(4, 8), _emb(4, 8), _emb(4, 6)),
+         ValueError, ("same shape", "(4, 8)", "(4, 6)")),
+    Case("contrastive.group_batch_norm-groups", lambda: _contrastive().group_batch_norm(_emb(6), 4),
+         ValueError, ("groups", "batch size 6", "at least 2 rows")),
+    Case("contrastive.same_label_recall-k", lambda: _contrastive().same_label_recall(_emb(4), [0, 1, 0, 1], ks=(4,)),
+         ValueError, ("every k", "[1, 3]")),
+    Case("contrastive.same_label_recall-labels", lambda: _contrastive().same_label_recall(_emb(4), [0, 1]),
+         ValueError, ("one label per row", "2 labels")),
+    Case("widgets.nearest_neighbours-empty-query",
+         lambda: __import__("ssledu.widgets", fromlist=["x"]).nearest_neighbours("  ", {}, ["a", "b"], {}),
+         ValueError, ("query", "non-empty")),
+]
+
+
+@pytest.mark.parametrize("case", CASES_CONTRASTIVE_CH06, ids=lambda c: c.id)
+def test_bad_input_contrastive_ch06(case):
+    test_bad_input(case)
+
+
+# --- reasoning with scratchpads (chapter 10) -------------------------------------------------
+
+def _sp():
+    from ssledu.data import scratchpad
+
+    return scratchpad
+
+
+def _reasoning():
+    from ssledu.objectives import reasoning
+
+    return reasoning
+
+
+CASES_SCRATCHPAD_CH10 = [
+    Case("scratchpad.make_problems-digits", lambda: _sp().make_problems(5, 20, seed=0),
+         ValueError, ("digits=20", "1 to 12 digits", "pick a value")),
+    Case("scratchpad.parse_trace-malformed", lambda: _sp().parse_trace("5+8=13;13"),
+         ValueError, ("step 0", "'5+8=13'", "a+b+c=ss")),
+    Case("scratchpad.target_text-format", lambda: _sp().target_text(_sp().Problem(1, 2, 1), "cot"),
+         ValueError, ("'cot'", "direct, scratchpad")),
+    Case("reasoning.vote_accuracy-k", lambda: _reasoning().vote_accuracy([["1", "2"]], ["1"], [3]),
+         ValueError, ("every k", "[1, 2]")),
+]
+
+
+@pytest.mark.parametrize("case", CASES_SCRATCHPAD_CH10, ids=lambda c: c.id)
+def test_bad_input_scratchpad_ch10(case):
+    test_bad_input(case)
