@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["CheckResult", "Exercise", "EXERCISES", "TIME_LIMIT_S", "evaluate", "register", "run_check"]
+__all__ = ["CheckResult", "Exercise", "EXERCISES", "TIME_LIMIT_S", "as_float", "evaluate", "register", "run_check"]
 
 TIME_LIMIT_S = 10.0
 
@@ -195,6 +195,18 @@ def _to_python(x):
     if isinstance(x, dict):
         return {k: _to_python(v) for k, v in x.items()}
     return x
+
+
+def as_float(x):
+    """A Python float from a number or a one-element tensor / array; None when it is not one."""
+    try:
+        if hasattr(x, "detach"):
+            x = x.detach().cpu()
+        if hasattr(x, "numel") and x.numel() != 1:
+            return None
+        return float(x)
+    except (TypeError, ValueError):
+        return None
 
 
 def _equal(got, expected):

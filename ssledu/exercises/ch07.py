@@ -5,19 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from ssledu.check import Exercise, choice, register
-
-
-def _float(x):
-    """A Python float from a number or a one-element tensor / array; None when it is not one."""
-    try:
-        if hasattr(x, "detach"):
-            x = x.detach().cpu()
-        if hasattr(x, "numel") and x.numel() != 1:
-            return None
-        return float(x)
-    except (TypeError, ValueError):
-        return None
+from ssledu.check import Exercise, as_float as _float, choice, register
 
 
 # --- 1. CLIP's loss by hand ----------------------------------------------------------
