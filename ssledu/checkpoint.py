@@ -120,6 +120,21 @@ def clean_orphans(folder, *, keep_old: bool = False) -> list[Path]:
     return gone
 
 
+def swap_in(new: Path, path: Path) -> Path | None:
+    """Put the finished folder ``new`` at ``path`` with two renames; return the old copy's folder.
+
+    The previous ``path`` becomes ``.<name>.old-<pid>`` first, so a kill between the renames
+    leaves it whole (``find_checkpoint`` falls back to it); the caller removes it when done.
+    """
+    old = None
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+    os.replace(new, path)
+    return old
+
+
 def save_checkpoint(folder, model, state: dict) -> Path:
     """Write ``model.save_pretrained`` files + ``trainer_state.pt`` to ``folder`` atomically.
 
@@ -137,12 +152,7 @@ def save_checkpoint(folder, model, state: dict) -> Path:
         with _quiet_transformers():
             model.save_pretrained(tmp)
         torch.save(state, tmp / STATE_FILE)  # last: its presence marks a whole checkpoint
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
+        swap_in(tmp, path)
         tmp = None
     except OSError as err:
         if tmp is not None:

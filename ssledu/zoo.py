@@ -135,12 +135,9 @@ def save(name: str, model, tokenizer=None, *, metrics: dict | None = None,
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         (tmp / ZOO_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-        old = None
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-        os.replace(tmp, folder)
+        from ssledu.checkpoint import swap_in
+
+        old = swap_in(tmp, folder)
         tmp = None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
