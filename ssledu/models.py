@@ -457,6 +457,14 @@ def describe(model) -> str:
     def get(*names):  # the first of a config's names for the same quantity
         return next((getattr(cfg, n) for n in names if getattr(cfg, n, None)), None)
 
+    towers = [(n, getattr(cfg, f"{n}_config", None)) for n in ("text", "vision")]
+    if all(t is not None for _, t in towers):  # CLIP: one line per tower
+        n = count_parameters(model, trainable_only=False)
+        parts = [f"{n_} {t.num_hidden_layers} layers x {t.num_attention_heads} heads, d={t.hidden_size}"
+                 for n_, t in towers]
+        preset = getattr(cfg, "ssledu_preset", None)
+        name = type(model).__name__ + (f" {preset}" if preset else "")
+        return f"{name}: {'; '.join(parts)}, {n / 1e6:.2f}M params"
     if getattr(cfg, "is_encoder_decoder", False) and hasattr(cfg, "encoder_layers"):
         layers = f"{cfg.encoder_layers}+{cfg.decoder_layers}"
     else:

@@ -98,3 +98,11 @@ def test_vit_mae_learns_more_than_the_mean_image():
         out.loss.backward()
         opt.step()
     assert out.loss.item() < 0.7 * mean_only
+
+
+def test_describe_names_both_clip_towers(tok):
+    model = models.clip(tok, "nano", n_layer=1)
+    model.config.vision_config.num_hidden_layers = 3  # the towers are read separately
+    line = models.describe(model)
+    assert "None" not in line
+    assert "text 1 layers x 2 heads, d=64; vision 3 layers x 2 heads, d=64" in line
