@@ -109,7 +109,7 @@ def save(name: str, model, tokenizer=None, *, metrics: dict | None = None,
                 f"zoo.save cannot save a {cls.__name__}: it needs save_pretrained(folder) (a "
                 "transformers model) or save(folder) with a classmethod load(folder)"
             )
-    if not cls.__module__.split(".")[0] in _TRUSTED:
+    if cls.__module__.split(".")[0] not in _TRUSTED:
         raise TypeError(
             f"zoo.save saves the course's and transformers' classes only, not {cls.__module__}."
             f"{cls.__qualname__}; save your own model with torch.save or save_pretrained"

@@ -28,13 +28,7 @@ SPECIAL = 7  # ids 0..6 are [PAD] [UNK] [CLS] [SEP] [MASK] [BOS] [EOS]
 CLS, SEP, PAD, MASK = 2, 3, 0, 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; several threads on a busy CPU spin and stall."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
