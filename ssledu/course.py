@@ -247,12 +247,13 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def execute_chapter(path: Path, out_path: Path, *, quick: bool, timeout: int = 1800,
-                    kernel_name: str = "python3", update_source: bool = False) -> dict:
+                    kernel_name: str = "python3", update_source: bool = False, on_cell=None) -> dict:
     """Execute one chapter top to bottom; write the executed notebook; return its summary row.
 
     The notebook is built from the text source (:func:`read_chapter`). Tagged callout numbers
     are filled from the reported metrics; with ``update_source`` the text source gets the same
-    numbers. A KeyboardInterrupt stops the run and propagates (nothing is written).
+    numbers. ``on_cell(done, total)`` is called after each code cell (a progress display). A
+    KeyboardInterrupt stops the run and propagates (nothing is written).
     """
     import nbformat
     from nbclient import NotebookClient
@@ -268,8 +269,17 @@ def execute_chapter(path: Path, out_path: Path, *, quick: bool, timeout: int = 1
     status, error = "ok", ""
     t0 = time.perf_counter()
     try:
+        hooks = {}
+        if on_cell is not None:
+            code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+
+            def _executed(cell, cell_index, **_):
+                if cell_index in code:
+                    on_cell(code.index(cell_index) + 1, len(code))
+
+            hooks["on_cell_executed"] = _executed
         client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, record_timing=False,
-                                resources={"metadata": {"path": str(path.parent.resolve())}})
+                                resources={"metadata": {"path": str(path.parent.resolve())}}, **hooks)
         client.execute()
     except CellExecutionError as exc:
         status = "error"

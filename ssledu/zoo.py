@@ -27,13 +27,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["RECIPES", "ZOO_FILE", "save", "load", "load_tokenizer", "path", "exists", "info", "names"]
+__all__ = ["RECIPES", "RECIPE_SECONDS", "ZOO_FILE", "save", "load", "load_tokenizer", "path", "exists", "info",
+           "names", "ensure"]
 
 ZOO_FILE = "zoo.json"
 
 #: The course's named networks and the chapter that trains each one.
 RECIPES: dict[str, str] = {
     "ch02-mlm-toyworld": "chapter 02 (masked language modeling)",
+    "ch03-gpt-toyworld": "chapter 03 (causal language modeling)",
     "ch04-unilm": "chapter 04 (prefix language modeling)",
     "ch05-bart-infill": "chapter 05 (denoising autoencoders)",
     "ch05-electra-disc": "chapter 05 (denoising autoencoders)",
@@ -41,6 +43,18 @@ RECIPES: dict[str, str] = {
     "ch06-simcse-toyworld": "chapter 06 (contrastive learning)",
     "ch07-clip-scenes": "chapter 07 (multimodal and masked images)",
     "ch07-mae": "chapter 07 (multimodal and masked images)",
+}
+
+#: Wall seconds each chapter takes to build, (full mode, quick mode), measured with
+#: ``ssledu course --execute NN`` on a 2-core machine: what :func:`ensure` announces before it
+#: trains a missing network by running its chapter.
+RECIPE_SECONDS: dict[str, tuple[int, int]] = {
+    "02": (300, 60),
+    "03": (300, 60),
+    "04": (300, 60),
+    "05": (300, 64),
+    "06": (180, 45),
+    "07": (157, 55),
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -224,3 +238,109 @@ def load_tokenizer(name: str, *, quick: bool | None = None):
     from ssledu.data.tokenize import load_tokenizer as _load
 
     return _load(folder)
+
+
+def _chapter_of(name: str) -> str:
+    m = re.match(r"chapter (\d\d)", RECIPES.get(name, ""))
+    if not m:
+        raise ValueError(f"{name!r} has no recipe in the zoo (known: {', '.join(sorted(RECIPES))}); "
+                         "save it yourself with zoo.save(name, model)")
+    return m.group(1)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def ensure(*names: str, quick: bool | None = None, chapters_dir=None, timeout: int = 3600) -> list[Path]:
+    """Make sure the named networks are in the zoo; train the missing ones by running their chapter.
+
+    A missing network is trained by its recipe: the chapter that trains it (``RECIPES``), run
+    top to bottom in a separate process in the current mode (quick or full), deterministic with
+    the chapter's seeds. The time it will take is printed first (``RECIPE_SECONDS``), then a
+    progress bar over the chapter's cells; the executed copy is kept in
+    ``cache_dir()/recipes`` to read. Returns the folders of ``names`` in order.
+    Raises ValueError for a name without a recipe, FileNotFoundError when the chapters are not
+    on this machine (a pip install without the course's folder), RuntimeError when the chapter
+    fails or does not save the network.
+    """
+    q = _quick(quick)
+    for n in names:
+        _check_name(n)
+    missing = [n for n in names if not exists(n, quick=q)]
+    chapters: dict[str, list[str]] = {}
+    for n in missing:
+        chapters.setdefault(_chapter_of(n), []).append(n)
+    if chapters:
+        from ssledu.course import chapters_dir as find_dir, find_chapters
+
+        try:
+            folder = find_dir(None if chapters_dir is None else str(chapters_dir))
+        except FileNotFoundError as err:
+            raise FileNotFoundError(
+                f"{', '.join(missing)} not in the zoo, and the chapters that train them are not on this "
+                f"machine ({err}); open and run chapter(s) {', '.join(sorted(chapters))} first, or clone "
+                "the course's repository"
+            ) from None
+        total = sum(RECIPE_SECONDS.get(c, (600, 120))[1 if q else 0] for c in chapters)
+        mode = "quick" if q else "full"
+        print(f"not in the zoo yet ({mode} mode): {', '.join(missing)}. Training by running chapter(s) "
+              f"{', '.join(sorted(chapters))}: about {_minutes(total)} on 2 CPU cores.", flush=True)
+        for chapter in sorted(chapters):
+            notebook = find_chapters([chapter], folder)[0]
+            _run_recipe(notebook, q, timeout)
+            still = [n for n in chapters[chapter] if not exists(n, quick=q)]
+            if still:
+                raise RuntimeError(f"chapter {chapter} ran but did not save {', '.join(still)}; "
+                                   f"read its executed copy in {_recipes_dir()}")
+    return [path(n, quick=q) for n in names]
+
+
+def _recipes_dir() -> Path:
+    from ssledu import cache_dir
+
+    return cache_dir() / "recipes"
+
+
+def _run_recipe(notebook: Path, quick: bool, timeout: int) -> None:
+    """Execute one chapter in a child process, with a progress bar over its code cells."""
+    import subprocess
+    import sys
+
+    from ssledu.live import Progress
+
+    out = _recipes_dir() / notebook.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from ssledu.course import execute_chapter\n"
+        "row = execute_chapter(Path(sys.argv[1]), Path(sys.argv[2]), quick=sys.argv[3] == '1', "
+        "timeout=int(sys.argv[4]), on_cell=lambda d, n: print(f'@cell {d} {n}', flush=True))\n"
+        "print('@done ' + json.dumps({k: row[k] for k in ('status', 'error', 'seconds')}), flush=True)\n"
+    )
+    bar, result = None, None
+    with subprocess.Popen([sys.executable, "-c", script, str(notebook), str(out), "1" if quick else "0",
+                           str(timeout)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        tail: list[str] = []
+        try:
+            for line in proc.stdout:
+                if line.startswith("@cell "):
+                    done, n = map(int, line.split()[1:3])
+                    if bar is None:
+                        print(f"running {notebook.stem} ({n} code cells)", flush=True)
+                        bar = Progress(n)
+                    bar.update(done)
+                elif line.startswith("@done "):
+                    result = json.loads(line[6:])
+                else:
+                    tail = (tail + [line.rstrip()])[-20:]
+        except KeyboardInterrupt:
+            proc.kill()
+            raise
+    if bar is not None:
+        bar.close("finished" if result and result["status"] == "ok" else "failed")
+    if not result or result["status"] != "ok":
+        why = result["error"] if result else "\n".join(tail)
+        raise RuntimeError(f"running {notebook.stem} to train its networks failed: {why} "
+                           f"(the executed copy, if any, is {out})")

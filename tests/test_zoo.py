@@ -129,3 +129,65 @@ def test_refuses_foreign_classes(tmp_path, cache):
     (folder / zoo.ZOO_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="damaged"):
         zoo.load("evil")
+
+
+RECIPE_MD = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# 98 — a recipe
+
+```{code-cell} ipython3
+import torch
+from ssledu import quick_mode, zoo
+from ssledu.objectives.contrastive import DigitEncoder
+torch.manual_seed(0)
+```
+
+```{code-cell} ipython3
+FAIL
+zoo.save("ch98-digits", DigitEncoder(width=4, feature_dim=8, projection_dim=4), metrics={"quick": quick_mode()})
+```
+"""
+
+
+def _recipe_chapters(tmp_path, fail=False):
+    folder = tmp_path / "chapters"
+    folder.mkdir()
+    (folder / "98_recipe.md").write_text(RECIPE_MD.replace("FAIL\n", "raise SystemError('boom')\n" if fail else ""))
+    return folder
+
+
+def test_ensure_trains_a_missing_network_by_running_its_chapter(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(zoo.RECIPES, "ch98-digits", "chapter 98 (a recipe)")
+    monkeypatch.setitem(zoo.RECIPE_SECONDS, "98", (600, 20))
+    monkeypatch.setenv("SSLEDU_QUICK", "1")
+    folder = _recipe_chapters(tmp_path)
+    assert not zoo.exists("ch98-digits")
+    assert zoo.ensure("ch98-digits", chapters_dir=folder) == [zoo.path("ch98-digits")]
+    out = capsys.readouterr()
+    assert "ch98-digits" in out.out and "about 20 s" in out.out and "(quick mode)" in out.out
+    assert zoo.info("ch98-digits")["metrics"] == {"quick": 1.0}  # ran in the caller's mode
+    assert not zoo.exists("ch98-digits", quick=False)
+    assert (tmp_path / "recipes" / "98_recipe.ipynb").is_file()
+    # present now: nothing runs again (a broken chapter folder would fail if it did)
+    assert zoo.ensure("ch98-digits", chapters_dir=tmp_path / "nowhere") == [zoo.path("ch98-digits")]
+
+
+def test_ensure_reports_a_failing_chapter_and_names_without_recipes(tmp_path, monkeypatch):
+    monkeypatch.setitem(zoo.RECIPES, "ch98-digits", "chapter 98 (a recipe)")
+    folder = _recipe_chapters(tmp_path, fail=True)
+    with pytest.raises(RuntimeError, match="98_recipe.*boom"):
+        zoo.ensure("ch98-digits", chapters_dir=folder)
+    assert not zoo.exists("ch98-digits")
+    with pytest.raises(ValueError, match="no recipe"):
+        zoo.ensure("my-own-net", chapters_dir=folder)
+    with pytest.raises(FileNotFoundError, match="not on this machine.*98"):
+        zoo.ensure("ch98-digits", chapters_dir=tmp_path / "nowhere")
