@@ -317,7 +317,8 @@ def execute_chapter(path: Path, out_path: Path, *, quick: bool, timeout: int = 1
                  + " (add ssledu.report(name, value) to a code cell, or fix the tag)")
     strip_live_widgets(nb)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
-    nb.metadata["ssledu"] = {"mode": "quick" if quick else "full", "metrics": metrics}
+    nb.metadata["ssledu"] = {"mode": "quick" if quick else "full", "metrics": metrics,
+                             "threads": os.environ.get("OMP_NUM_THREADS", "default")}
     out_path = Path(out_path)
     if update_source and status != "ok":
         # A failed rebuild never replaces the committed chapter: its copy goes beside it.

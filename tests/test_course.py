@@ -75,7 +75,8 @@ def test_inplace_builds_from_text_and_fills_both(tmp_path, capsys):
     nb = nbformat.read(nb_path, as_version=4)
     assert nb.metadata["kernelspec"]["display_name"] == "Python 3 (ipykernel)"
     assert nb.metadata["ssledu"] == {"mode": "full",
-                                     "metrics": {"quick": 0, "val_loss": 1.2345, "acc": 0.8766}}
+                                     "metrics": {"quick": 0, "val_loss": 1.2345, "acc": 0.8766},
+                                     "threads": os.environ.get("OMP_NUM_THREADS", "default")}
     assert "**1.23<!--m:val_loss-->**" in nb.cells[0].source and "87.7<!--m:acc:%--> %" in nb.cells[0].source
     assert "execution" not in nb.cells[1].metadata, "no timestamps: a re-run must not churn the diff"
     src = (chapters / "99_tiny.md").read_text()
