@@ -939,3 +939,41 @@ CASES_SCRATCHPAD_CH10 = [
 @pytest.mark.parametrize("case", CASES_SCRATCHPAD_CH10, ids=lambda c: c.id)
 def test_bad_input_scratchpad_ch10(case):
     test_bad_input(case)
+
+
+# --- efficient pretraining and scaling laws (chapter 09) -------------------------------------
+
+def _eff():
+    from ssledu import efficient
+
+    return efficient
+
+
+def _scaling():
+    from ssledu import scaling
+
+    return scaling
+
+
+CASES_EFFICIENT_CH09 = [
+    Case("efficient.checkpoint_blocks-impl", lambda: _eff().checkpoint_blocks(gpt(), "fast"),
+         ValueError, ("unknown impl 'fast'", "'ours', 'torch' or none")),
+    Case("efficient.checkpoint_blocks-no-layers", lambda: _eff().checkpoint_blocks(torch.nn.Linear(2, 2)),
+         ValueError, ("no transformer layers", "efficient.checkpoint(block, x)")),
+    Case("efficient.fixed_batches-empty", lambda: _eff().fixed_batches([], 8),
+         ValueError, ("lengths is empty", "at least one sequence")),
+    Case("efficient.token_budget_batches-too-small", lambda: _eff().token_budget_batches([5, 40, 9], 32),
+         ValueError, ("max_tokens=32", "sequence 1", "40 tokens", "at least 40")),
+    Case("efficient.pack-block-size", lambda: _eff().pack([[7, 8, 9]], 1, sep_id=2),
+         ValueError, ("block_size", ">= 2", "got 1")),
+    Case("efficient.curriculum_order-schedule", lambda: _eff().curriculum_order([3, 1], schedule="easy"),
+         ValueError, ("unknown schedule 'easy'", "sorted", "competence")),
+    Case("scaling.fit_scaling_law-few-points",
+         lambda: _scaling().fit_scaling_law([1e5, 1e6, 1e7], [1e6, 1e7, 1e8], [3.1, 2.6, 2.3]),
+         ValueError, ("5 parameters", "at least 5", "got 3", "floor=")),
+]
+
+
+@pytest.mark.parametrize("case", CASES_EFFICIENT_CH09, ids=lambda c: c.id)
+def test_bad_input_efficient_ch09(case):
+    test_bad_input(case)
