@@ -45,16 +45,17 @@ RECIPES: dict[str, str] = {
     "ch07-mae": "chapter 07 (multimodal and masked images)",
 }
 
-#: Wall seconds each chapter takes to build, (full mode, quick mode), measured with
-#: ``ssledu course --execute NN`` on a 2-core machine: what :func:`ensure` announces before it
-#: trains a missing network by running its chapter.
+#: Wall seconds each chapter takes to build, (full mode, quick mode), on a 2-core machine with
+#: ``ssledu course --execute NN``: what :func:`ensure` announces before it trains a missing
+#: network by running its chapter. Rounded up; 05-07 were timed on an idle machine, 02-04
+#: scaled from builds on a shared one, so they are estimates.
 RECIPE_SECONDS: dict[str, tuple[int, int]] = {
-    "02": (300, 60),
+    "02": (360, 60),
     "03": (300, 60),
-    "04": (300, 60),
+    "04": (220, 50),
     "05": (300, 64),
-    "06": (180, 45),
-    "07": (157, 55),
+    "06": (200, 50),
+    "07": (250, 60),
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
