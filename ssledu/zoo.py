@@ -47,8 +47,8 @@ RECIPES: dict[str, str] = {
 
 #: Wall seconds each chapter takes to build, (full mode, quick mode), on a 2-core machine with
 #: ``ssledu course --execute NN``: what :func:`ensure` announces before it trains a missing
-#: network by running its chapter. Rounded up; 05-07 were timed on an idle machine, 02-04
-#: scaled from builds on a shared one, so they are estimates.
+#: network by running its chapter. Estimates, rounded up: from idle-machine timings of 05-07
+#: (before their latest edits) and from builds of 02-04 on a shared machine, scaled down.
 RECIPE_SECONDS: dict[str, tuple[int, int]] = {
     "02": (360, 60),
     "03": (300, 60),
