@@ -288,3 +288,26 @@ def test_roles_probe_on_a_random_network_end_to_end():
     half = int(np.sum([len(s.split()) for s in stories[:30]]))
     table = layer_probes(feats[:, :half], roles[:half], feats[:, half:], roles[half:])
     assert table["accuracy"][0] > 0.9  # random embeddings still tell word types apart
+
+
+def test_probes_fit_with_one_blas_thread(monkeypatch):
+    """Logistic-regression probes run with one BLAS thread (many threads made them 40x slower)."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from ssledu.probe import probe_accuracy
+
+    seen = []
+    fit = LogisticRegression.fit
+
+    def spy(self, *args, **kwargs):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), np.repeat([0, 1], 20)
+    with threadpool_limits(limits=2, user_api="blas"):  # what a 2-core machine starts with
+        probe_accuracy(x, y, x, y)
+        label_efficiency(x, y, x, y, sizes=[10, None], seeds=[0])
+    assert seen == [1, 1, 1]
