@@ -73,13 +73,15 @@ class EncoderWithHead(nn.Module):
     freeze: train the head only (the encoder stays in eval mode). pooling (classification):
     "mean" over real tokens (any model), "cls" (first token, BERT) or "last" (last real
     token, the one a causal model has read everything at). Head init: normal(0, 0.02) as
-    BERT's, drawn from ``seed``.
+    BERT's, drawn from ``seed``. vocab_size: grow the copy's input embeddings to this many
+    rows when the task brought words the pretraining tokenizer lacked (``tokenizer.add_tokens``,
+    then ``vocab_size=len(tokenizer)``); see :meth:`add_token_rows`.
     forward(input_ids (B, L), attention_mask, labels | start_positions + end_positions,
     context_mask (B, L), inputs_embeds) -> :class:`HeadOutput`.
     """
 
     def __init__(self, model, task: str, num_labels: int | None = None, *, freeze: bool = False,
-                 pooling: str = "mean", seed: int = 0):
+                 pooling: str = "mean", seed: int = 0, vocab_size: int | None = None):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
@@ -98,6 +100,8 @@ class EncoderWithHead(nn.Module):
         self.task, self.num_labels, self.pooling, self.frozen = task, num_labels, pooling, freeze
         self.head = nn.Linear(_hidden_size(self.config), num_labels)
         self.reset_head(seed)
+        if vocab_size is not None:
+            self.add_token_rows(vocab_size, seed)
         if freeze:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
@@ -109,6 +113,27 @@ class EncoderWithHead(nn.Module):
             w = torch.randn(self.head.weight.shape, generator=g) * 0.02
             self.head.weight.copy_(w.to(self.head.weight))
             self.head.bias.zero_()
+
+    def add_token_rows(self, vocab_size: int, seed: int = 0) -> None:
+        """Grow the input embeddings to ``vocab_size`` rows; the new rows (words added to the
+        tokenizer for the task, e.g. a question's "what", "colour", "?") are drawn around the old
+        rows, per dimension mean + std * normal(0, 1) from ``seed`` (Hewitt 2021: new words
+        start where the old ones live, and differ from each other). The old rows are kept."""
+        emb = self.encoder.get_input_embeddings()
+        old, dim = emb.weight.shape
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < old:
+            raise ValueError(f"vocab_size must be an integer >= the {old} rows the encoder has; got "
+                             f"{vocab_size!r} (pass len(tokenizer) after tokenizer.add_tokens)")
+        if vocab_size == old:
+            return
+        g = torch.Generator().manual_seed(int(seed))
+        w = emb.weight.detach()
+        extra = w.mean(0) + w.std(0) * torch.randn(vocab_size - old, dim, generator=g).to(w)
+        new = nn.Embedding(vocab_size, dim, padding_idx=emb.padding_idx).to(w)
+        with torch.no_grad():
+            new.weight.copy_(torch.cat([w, extra]))
+        self.encoder.set_input_embeddings(new)
+        self.encoder.config.vocab_size = vocab_size  # fit checks the ids against it
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -243,7 +268,8 @@ def encode_qa(tokenizer, questions: Sequence[str], contexts: Sequence[str], span
     example: ``input_ids``, ``start_positions`` / ``end_positions`` (the first token of the
     start word, the last token of the end word), ``context_mask`` (1 on context tokens:
     where an answer may lie) and ``word_of_token`` (the context word of each token, -1 off
-    the context) to map a predicted span back to words.
+    the context) to map a predicted span back to words. A question word the tokenizer does
+    not know is an error (it would read as [UNK], the same for every unknown word).
     """
     questions, contexts, spans = list(questions), list(contexts), list(spans)
     if not (len(questions) == len(contexts) == len(spans)):
@@ -262,6 +288,16 @@ def encode_qa(tokenizer, questions: Sequence[str], contexts: Sequence[str], span
                 f"words (valid: 0 <= start <= end <= {len(words) - 1}); spans are word indices, "
                 "end inclusive")
         q_ids = tokenizer(q, add_special_tokens=False)["input_ids"]
+        if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in q_ids:
+            # unknown words all read as one [UNK]: "what colour is the star ?" and "what size is
+            # the star ?" would be the same input, and no head could tell which word to return
+            unknown = [w for w in q.split()
+                       if tokenizer.unk_token_id in tokenizer(w, add_special_tokens=False)["input_ids"]]
+            raise ValueError(
+                f"question {i} {q!r} has words the tokenizer does not know: {unknown}; they would all "
+                f"become {tokenizer.unk_token}, so questions that differ only in them look the same. "
+                "Add them (tokenizer.add_tokens(words)) and give the encoder rows for them "
+                "(EncoderWithHead(..., vocab_size=len(tokenizer))), as battery.encode_tasks does")
         c_ids, wids = _word_pieces(tokenizer, words)
         offset = len(q_ids) + 2  # [CLS] question [SEP]
         ids = [tokenizer.cls_token_id] + q_ids + [tokenizer.sep_token_id] + c_ids + [tokenizer.sep_token_id]

@@ -198,29 +198,45 @@ def probe_battery(model, tokenizer, tasks: dict, frame=None, *, n_word_train: in
 
 
 def encode_tasks(tokenizer, tasks: dict) -> dict:
-    """The tagging (BIO) and QA examples for one tokenizer: {"tag": (train, test), "qa": (train, test)}."""
+    """The tagging (BIO) and QA examples for one tokenizer: {"tag": (train, test), "qa": (train,
+    test), "qa_vocab_size": int}.
+
+    The course's tokenizers learnt the stories' words only: "what", "colour", "size", "where"
+    and "?" would all read as [UNK], and "what colour is the star ?" would equal "what size
+    is the star ?". The QA examples use a copy of the tokenizer with the question words
+    added (ids from ``len(tokenizer)`` on); ``qa_vocab_size`` is the rows the encoder then
+    needs (``adapt.EncoderWithHead(..., vocab_size=...)``, ``adapt_curve(..., vocab_size=...)``).
+    """
     from ssledu import adapt
     from ssledu.data import toyworld
 
     n_train = len(tasks["train"])
     texts = tasks["train"] + tasks["test"]
     tag = adapt.encode_tagging(tokenizer, [t.split() for t in texts], tasks["bio"], tag_names=toyworld.BIO_TAGS)
+    vocab = tokenizer.get_vocab()
+    new_words = sorted({w for q in tasks["qa"] + tasks["qa_test"] for w in q["question"].split()} - set(vocab))
+    qa_tok = tokenizer
+    if new_words:
+        qa_tok = copy.deepcopy(tokenizer)  # the caller's tokenizer stays as it was
+        qa_tok.add_tokens(new_words)
 
     def qa(items):
-        return adapt.encode_qa(tokenizer, [q["question"] for q in items], [q["context"] for q in items],
+        return adapt.encode_qa(qa_tok, [q["question"] for q in items], [q["context"] for q in items],
                                [(q["answer_start"], q["answer_end"]) for q in items])
 
-    return {"tag": (tag[:n_train], tag[n_train:]), "qa": (qa(tasks["qa"]), qa(tasks["qa_test"]))}
+    return {"tag": (tag[:n_train], tag[n_train:]), "qa": (qa(tasks["qa"]), qa(tasks["qa_test"])),
+            "qa_vocab_size": len(qa_tok)}
 
 
 def adapt_curve(model, task: str, train: Sequence[dict], test: Sequence[dict], sizes: Sequence[int], *,
                 freeze: bool, steps: int, lr: float = 3e-3, batch_size: int = 32, seed: int = 0,
-                name: str | None = None):
+                name: str | None = None, vocab_size: int | None = None):
     """Label efficiency of one head: for each N in ``sizes`` a fresh copy of ``model`` plus a head
     trains ``steps`` steps on the first N examples of a seeded shuffle and is scored on ``test``
     (``adapt.accuracy``). Returns (DataFrame method/n_labels/accuracy, the head trained on the
     largest N). A fixed number of steps per size: every N costs the same, and a small N is
-    seen for more epochs."""
+    seen for more epochs. vocab_size: rows of the input embeddings when the examples use words
+    added to the tokenizer (``encode_tasks``' ``qa_vocab_size``); None keeps the encoder's."""
     import pandas as pd
 
     from ssledu import adapt
@@ -228,7 +244,7 @@ def adapt_curve(model, task: str, train: Sequence[dict], test: Sequence[dict], s
 
     train, test = list(train), list(test)
     num_labels = len(toyworld.BIO_TAGS) if task == "tagging" else None
-    template = adapt.EncoderWithHead(model, task, num_labels, freeze=freeze, seed=seed)
+    template = adapt.EncoderWithHead(model, task, num_labels, freeze=freeze, seed=seed, vocab_size=vocab_size)
     order = np.random.default_rng(seed).permutation(len(train))
     rows, last = [], None
     for n in sizes:
@@ -266,7 +282,8 @@ def evaluate(model, tokenizer, tasks: dict, *, frame=None, tag_sizes: Sequence[i
     for freeze in ((True, False) if frozen else (False,)):
         for task, key, sizes, steps, bs in (("tagging", "tag", tag_sizes, tag_steps, 8),
                                             ("qa", "qa", qa_sizes, qa_steps, 32)):
-            df, head = adapt_curve(model, task, *enc[key], sizes, freeze=freeze, steps=steps, batch_size=bs)
+            df, head = adapt_curve(model, task, *enc[key], sizes, freeze=freeze, steps=steps, batch_size=bs,
+                                   vocab_size=enc["qa_vocab_size"] if task == "qa" else None)
             for n, acc in zip(df["n_labels"], df["accuracy"]):
                 row[f"{key}{'_frozen' if freeze else ''}_{n}"] = float(acc)
             curves.append(df.assign(task=key))

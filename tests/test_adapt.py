@@ -208,3 +208,32 @@ def test_heads_sit_on_every_family(tok, family):
     qa = adapt.EncoderWithHead(net, "qa")
     out = qa(**adapt.collate(adapt.encode_qa(tok, *_colour_qa(4, seed=3))))
     assert out.start_logits.shape == out.end_logits.shape and torch.isfinite(out.loss)
+
+
+def test_unknown_question_words_are_refused_by_name():
+    """A tokenizer that learnt the stories only reads "what colour" and "what size" as the same [UNK]s."""
+    story_tok = train_tokenizer(toyworld.generate_texts(200, seed=0), kind="word")
+    with pytest.raises(ValueError, match=r"does not know: \['what', 'size', '\?'\]"):
+        adapt.encode_qa(story_tok, ["what size is the star ?"], ["a big red star"], [(1, 1)])
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt", "bart"])
+def test_vocab_size_adds_trainable_rows_and_keeps_the_old_ones(tok, family):
+    torch.manual_seed(0)
+    net = {"bert": models.bert, "gpt": models.gpt, "bart": models.bart}[family](tok, "nano")
+    old = adapt.EncoderWithHead(net, "qa").get_input_embeddings().weight.detach()
+    grown = adapt.EncoderWithHead(net, "qa", vocab_size=len(old) + 3, seed=1)
+    w = grown.get_input_embeddings().weight
+    assert w.shape == (len(old) + 3, old.shape[1]) and grown.config.vocab_size == len(old) + 3
+    torch.testing.assert_close(w[:len(old)], old)  # pretrained rows untouched
+    assert not torch.allclose(w[-1], w[-2])  # new words differ from each other
+    torch.testing.assert_close(w, adapt.EncoderWithHead(net, "qa", vocab_size=len(old) + 3, seed=1)
+                               .get_input_embeddings().weight)  # seeded
+    ids = torch.tensor([[2, len(old) + 2, len(old), 3, 9, 3]])
+    out = grown(input_ids=ids, start_positions=torch.tensor([4]), end_positions=torch.tensor([4]),
+                context_mask=torch.tensor([[0, 0, 0, 1, 1, 0]]))  # two places: a loss with a gradient
+    out.loss.backward()
+    assert w.grad[len(old) + 2].abs().sum() > 0  # the new word's row learns
+    assert net.get_input_embeddings().weight.shape[0] == len(old)  # the caller's network is unchanged
+    with pytest.raises(ValueError, match="vocab_size"):
+        adapt.EncoderWithHead(net, "qa", vocab_size=len(old) - 1)

@@ -99,6 +99,22 @@ def test_adapt_curve_one_row_per_size_and_leaves_the_model_alone(tok, tasks, one
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def test_qa_questions_keep_their_words(tok, tasks):
+    """The stories' tokenizer lacks "what", "colour", "size", "where" and "?": a colour and a size
+    question about one shape must still be different inputs, and the caller's tokenizer stays."""
+    n_before = len(tok)
+    enc = battery.encode_tasks(tok, tasks)
+    assert len(tok) == n_before and enc["qa_vocab_size"] > n_before
+    for q, e in zip(tasks["qa"] + tasks["qa_test"], enc["qa"][0] + enc["qa"][1]):
+        n_q = len(q["question"].split())
+        assert tok.unk_token_id not in e["input_ids"][1:n_q + 1]
+        assert max(e["input_ids"]) < enc["qa_vocab_size"]
+    qa = toyworld.qa_pairs(tasks["test"][0])
+    two = {**tasks, "qa": [dict(q, context=tasks["test"][0]) for q in qa if q["kind"] in ("colour", "size")][:2]}
+    colour, size = battery.encode_tasks(tok, two)["qa"][0]
+    assert colour["input_ids"] != size["input_ids"]
+
+
 def test_evaluate_returns_every_column(tok, tasks, one_thread):
     row, layers, curves = battery.evaluate(_bert(tok), tok, tasks, frame=("[CLS]", "[SEP]"), tag_sizes=(2,),
                                            qa_sizes=(4,), tag_steps=2, qa_steps=2, n_saliency=4)
