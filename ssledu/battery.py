@@ -198,8 +198,11 @@ def probe_battery(model, tokenizer, tasks: dict, frame=None, *, n_word_train: in
 
 
 def encode_tasks(tokenizer, tasks: dict) -> dict:
-    """The tagging (BIO) and QA examples for one tokenizer: {"tag": (train, test), "qa": (train,
-    test), "qa_vocab_size": int}.
+    """The tagging (BIO), QA and story-classification examples for one tokenizer: {"tag": (train,
+    test), "qa": (train, test), "qa_vocab_size": int, "cls": (train, test), "cls_classes": list}.
+
+    Classification: each story's relation (``tasks["sentence"]["relation"]``: how the second
+    object stands to the first, "none" with one object), one label per story.
 
     The course's tokenizers learnt the stories' words only: "what", "colour", "size", "where"
     and "?" would all read as [UNK], and "what colour is the star ?" would equal "what size
@@ -224,8 +227,12 @@ def encode_tasks(tokenizer, tasks: dict) -> dict:
         return adapt.encode_qa(qa_tok, [q["question"] for q in items], [q["context"] for q in items],
                                [(q["answer_start"], q["answer_end"]) for q in items])
 
+    # story classification: the relation of the second object to the first ("none": one object)
+    relation = tasks["sentence"]["relation"]
+    classes = sorted(set(relation.tolist()))
+    cls = adapt.encode_classification(tokenizer, texts, [classes.index(r) for r in relation])
     return {"tag": (tag[:n_train], tag[n_train:]), "qa": (qa(tasks["qa"]), qa(tasks["qa_test"])),
-            "qa_vocab_size": len(qa_tok)}
+            "qa_vocab_size": len(qa_tok), "cls": (cls[:n_train], cls[n_train:]), "cls_classes": classes}
 
 
 def adapt_curve(model, task: str, train: Sequence[dict], test: Sequence[dict], sizes: Sequence[int], *,
@@ -243,7 +250,12 @@ def adapt_curve(model, task: str, train: Sequence[dict], test: Sequence[dict], s
     from ssledu.data import toyworld
 
     train, test = list(train), list(test)
-    num_labels = len(toyworld.BIO_TAGS) if task == "tagging" else None
+    if task == "tagging":
+        num_labels = len(toyworld.BIO_TAGS)
+    elif task == "classification":
+        num_labels = 1 + max(int(e["labels"]) for e in train + test)
+    else:
+        num_labels = None
     template = adapt.EncoderWithHead(model, task, num_labels, freeze=freeze, seed=seed, vocab_size=vocab_size)
     order = np.random.default_rng(seed).permutation(len(train))
     rows, last = [], None
@@ -260,12 +272,14 @@ def adapt_curve(model, task: str, train: Sequence[dict], test: Sequence[dict], s
 
 def evaluate(model, tokenizer, tasks: dict, *, frame=None, tag_sizes: Sequence[int] = (2, 8, 32),
              qa_sizes: Sequence[int] = (64, 512), tag_steps: int = 30, qa_steps: int = 100,
-             frozen: bool = True, n_word_train: int | None = None, n_saliency: int = 100):
+             frozen: bool = True, n_word_train: int | None = None, n_saliency: int = 100,
+             cls_sizes: Sequence[int] = (), cls_steps: int = 30):
     """Evaluate one network on every probe and task of the battery.
 
     Returns (row, per-layer probe DataFrame, label-efficiency DataFrame with a ``task``
-    column). The row: :func:`intrinsic`, :func:`probe_battery`, ``tag_<N>`` / ``qa_<N>``
-    (fine-tuned, and ``tag_frozen_<N>`` / ``qa_frozen_<N>`` with ``frozen``) and
+    column). The row: :func:`intrinsic`, :func:`probe_battery`, ``tag_<N>`` / ``qa_<N>`` /
+    ``cls_<N>`` (story classification, with ``cls_sizes``; fine-tuned, and ``..._frozen_<N>``
+    with ``frozen``) and
     ``saliency_top1``: the share of test questions whose evidence word the fine-tuned QA
     head's gradient x input ranks first (``interpret.qa_evidence_ranks``, answer excluded),
     with ``saliency_chance`` = mean of 1 / competing words.
@@ -281,7 +295,10 @@ def evaluate(model, tokenizer, tasks: dict, *, frame=None, tag_sizes: Sequence[i
     curves = []
     for freeze in ((True, False) if frozen else (False,)):
         for task, key, sizes, steps, bs in (("tagging", "tag", tag_sizes, tag_steps, 8),
-                                            ("qa", "qa", qa_sizes, qa_steps, 32)):
+                                            ("qa", "qa", qa_sizes, qa_steps, 32),
+                                            ("classification", "cls", cls_sizes, cls_steps, 32)):
+            if not sizes:
+                continue
             df, head = adapt_curve(model, task, *enc[key], sizes, freeze=freeze, steps=steps, batch_size=bs,
                                    vocab_size=enc["qa_vocab_size"] if task == "qa" else None)
             for n, acc in zip(df["n_labels"], df["accuracy"]):
