@@ -129,9 +129,9 @@ class EncoderWithHead(nn.Module):
         g = torch.Generator().manual_seed(int(seed))
         w = emb.weight.detach()
         extra = w.mean(0) + w.std(0) * torch.randn(vocab_size - old, dim, generator=g).to(w)
-        new = nn.Embedding(vocab_size, dim, padding_idx=emb.padding_idx).to(w)
-        with torch.no_grad():
-            new.weight.copy_(torch.cat([w, extra]))
+        new = copy.deepcopy(emb)  # keeps the class and its settings (BART's scaled embeddings)
+        new.weight = nn.Parameter(torch.cat([w, extra]))
+        new.num_embeddings = vocab_size
         self.encoder.set_input_embeddings(new)
         self.encoder.config.vocab_size = vocab_size  # fit checks the ids against it
 

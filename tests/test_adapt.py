@@ -237,3 +237,13 @@ def test_vocab_size_adds_trainable_rows_and_keeps_the_old_ones(tok, family):
     assert net.get_input_embeddings().weight.shape[0] == len(old)  # the caller's network is unchanged
     with pytest.raises(ValueError, match="vocab_size"):
         adapt.EncoderWithHead(net, "qa", vocab_size=len(old) - 1)
+
+
+def test_added_rows_keep_a_scaled_embedding(tok):
+    """BART with scale_embedding multiplies embeddings by sqrt(d_model): growing the table keeps that."""
+    torch.manual_seed(0)
+    net = models.bart(tok, "nano", scale_embedding=True)
+    head = adapt.EncoderWithHead(net, "qa")
+    grown = adapt.EncoderWithHead(net, "qa", vocab_size=len(tok) + 2)
+    ids = torch.tensor([[2, 5, 7]])
+    torch.testing.assert_close(grown.get_input_embeddings()(ids), head.get_input_embeddings()(ids))
